@@ -1,0 +1,1 @@
+"""Postline audit service."""

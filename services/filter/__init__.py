@@ -1,0 +1,1 @@
+"""Postline filter service."""

@@ -1,0 +1,172 @@
+"""Postline configuration: one validated ``Settings`` object, built once per process.
+
+Sources, strongest first: ``POSTLINE_<SECTION>__<KEY>`` environment variables,
+secret files (``POSTLINE_SECRETS_DIR``, one file per key named
+``<section>__<key>``, as a Kubernetes Secret mount provides), then the TOML file
+given by ``--config`` or ``POSTLINE_CONFIG``, then the defaults.
+
+``load_settings`` either returns a complete, valid ``Settings`` or raises
+``ConfigError`` whose text names every bad key and why. Services receive the
+object (or their section of it); nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from postline.audit.settings import AuditSettings
+from postline.delivery.settings import DeliverySettings
+from postline.filter.settings import FilterSettings
+from postline.ingress.settings import IngressSettings
+from postline.values import Duration
+
+CONFIG_ENV = "POSTLINE_CONFIG"
+SECRETS_ENV = "POSTLINE_SECRETS_DIR"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key(s) and why."""
+
+
+class BrokerSettings(BaseModel):
+    """``[broker]``: how to reach RabbitMQ and how the topology is shaped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        pattern=r"^amqps?://",
+        description="AMQP URL of RabbitMQ.",
+    )
+    namespace: str = Field(
+        default="postline",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        description="Prefix of every exchange and queue name.",
+    )
+    publish_timeout: Duration = Field(
+        default=10.0, description="Overall deadline of one confirmed publish (then 451)."
+    )
+    delivery_limit: int = Field(
+        default=5, ge=1, le=1000, description="Deliveries of one message before it is parked."
+    )
+    max_queue_length: int = Field(
+        default=1_000_000, ge=1, description="Messages a work queue holds before refusing more."
+    )
+    watchdog_timeout: Duration = Field(
+        default=120.0, description="Exit non-zero after this long without a live consumer."
+    )
+
+
+class LogSettings(BaseModel):
+    """``[log]``: structured logs on standard output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written."
+    )
+
+
+class Settings(BaseSettings):
+    """Every section of the Postline configuration file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POSTLINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
+    filter: FilterSettings = Field(default_factory=FilterSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("secrets_dir"):
+            sources.append(NestedSecretsSettingsSource(file_secret_settings))
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the process's settings from ``path`` (or ``$POSTLINE_CONFIG``) and the environment.
+
+    Raises ``ConfigError`` for a missing or unparsable file and for invalid values.
+    """
+    path = path if path is not None else os.environ.get(CONFIG_ENV)
+    toml_file = Path(path) if path else None
+    if toml_file is not None:
+        _check_toml(toml_file)
+    secrets_dir = os.environ.get(SECRETS_ENV) or None
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise ConfigError(f"{SECRETS_ENV}={secrets_dir}: not a directory")
+
+    secrets = SettingsConfigDict(
+        secrets_dir=secrets_dir, secrets_nested_delimiter="__", secrets_prefix=""
+    )
+
+    class _FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=toml_file, **(secrets if secrets_dir else {}))
+
+    try:
+        loaded = _FileSettings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error, toml_file)) from None
+    return Settings.model_construct(
+        **{name: getattr(loaded, name) for name in Settings.model_fields}
+    )
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def describe_errors(error: ValidationError, source: Path | None) -> str:
+    """One line per bad key: ``ingress.max_recipients: Input should be ... (got 0)``."""
+    where = f" in {source}" if source else ""
+    lines = [f"invalid configuration{where}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        got = item.get("input")
+        shown = "" if item["type"] in ("extra_forbidden", "missing") else f" (got {got!r})"
+        if isinstance(got, dict):
+            shown = ""
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The whole RabbitMQ topology, declared in one place.
+
+Names (``<ns>`` is ``[broker] namespace``):
+
+* ``<ns>.work`` (direct): routes ``submit``, ``deliver`` and ``events`` to the
+  quorum work queues of the same names. Work queues have ``x-delivery-limit``
+  and dead-letter (at-least-once) to ``<ns>.parked``; they refuse publishes
+  past ``max_queue_length`` so overload reaches the publisher as a nack.
+* ``<ns>.delay`` (headers): one quorum queue per retry tier,
+  ``<ns>.retry.<tier>``, bound on header ``postline-tier = <tier>``. Each has a
+  fixed ``x-message-ttl`` and dead-letters back to ``<ns>.work`` under the
+  message's original routing key, so one set of tiers serves every stage.
+* ``<ns>.parked`` (fanout) -> quorum queue ``<ns>.parked``: poison messages,
+  kept for operators, never dropped.
+
+``build_topology`` is pure; ``declare`` applies it idempotently and turns an
+argument mismatch with an existing queue into ``TopologyMismatch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from postline.settings import Settings
+from postline.values import format_duration
+
+TIER_HEADER = "postline-tier"
+
+
+class Stage(StrEnum):
+    """Work queues, named by the routing key that reaches them."""
+
+    SUBMIT = "submit"
+    DELIVER = "deliver"
+    EVENTS = "events"
+
+
+class TopologyMismatch(RuntimeError):
+    """An existing exchange or queue was declared with other arguments."""
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    queue: str
+    exchange: str
+    routing_key: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every exchange, queue and binding of one namespace."""
+
+    namespace: str
+    tiers: tuple[str, ...]
+    exchanges: tuple[ExchangeSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    bindings: tuple[BindingSpec, ...]
+
+    @property
+    def work_exchange(self) -> str:
+        return f"{self.namespace}.work"
+
+    @property
+    def delay_exchange(self) -> str:
+        return f"{self.namespace}.delay"
+
+    @property
+    def parked_queue(self) -> str:
+        return f"{self.namespace}.parked"
+
+    def queue_name(self, stage: Stage) -> str:
+        return f"{self.namespace}.{stage.value}"
+
+    def tier_queue(self, tier: str) -> str:
+        return f"{self.namespace}.retry.{tier}"
+
+
+def tier_name(delay: float) -> str:
+    """Name of the tier that waits ``delay`` seconds: 300 -> ``"5m"``."""
+    return format_duration(delay)
+
+
+def build_topology(
+    namespace: str,
+    retry_delays: Iterable[float],
+    *,
+    delivery_limit: int,
+    max_queue_length: int,
+) -> Topology:
+    """The topology for ``namespace`` with one tier per distinct delay."""
+    delays = sorted(set(retry_delays))
+    tiers = tuple(tier_name(delay) for delay in delays)
+    work, delay_x, parked = f"{namespace}.work", f"{namespace}.delay", f"{namespace}.parked"
+    exchanges = (
+        ExchangeSpec(work, "direct"),
+        ExchangeSpec(delay_x, "headers"),
+        ExchangeSpec(parked, "fanout"),
+    )
+    quorum: dict[str, Any] = {"x-queue-type": "quorum"}
+    safe_dead_letter = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    queues = [
+        QueueSpec(
+            f"{namespace}.{stage.value}",
+            {
+                **quorum,
+                **safe_dead_letter,
+                "x-delivery-limit": delivery_limit,
+                "x-dead-letter-exchange": parked,
+                **({} if stage is Stage.EVENTS else {"x-max-length": max_queue_length}),
+            },
+        )
+        for stage in Stage
+    ]
+    bindings = [BindingSpec(f"{namespace}.{s.value}", work, s.value) for s in Stage]
+    for tier, delay in zip(tiers, delays, strict=True):
+        queue = f"{namespace}.retry.{tier}"
+        queues.append(
+            QueueSpec(
+                queue,
+                {
+                    **quorum,
+                    **safe_dead_letter,
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": work,
+                },
+            )
+        )
+        bindings.append(BindingSpec(queue, delay_x, "", {"x-match": "all", TIER_HEADER: tier}))
+    queues.append(QueueSpec(parked, dict(quorum)))
+    bindings.append(BindingSpec(parked, parked))
+    return Topology(namespace, tiers, exchanges, tuple(queues), tuple(bindings))
+
+
+async def declare(connection: AbstractConnection, topology: Topology) -> None:
+    """Declare everything (idempotent). Raises ``TopologyMismatch`` on conflicting arguments.
+
+    Uses its own channel, because a failed declaration closes the channel.
+    """
+    channel: AbstractChannel = await connection.channel(publisher_confirms=False)
+    try:
+        for spec in topology.exchanges:
+            await channel.declare_exchange(spec.name, spec.type, durable=True)
+        for queue_spec in topology.queues:
+            await channel.declare_queue(
+                queue_spec.name, durable=True, arguments=queue_spec.arguments
+            )
+        for binding in topology.bindings:
+            queue = await channel.get_queue(binding.queue, ensure=False)
+            await queue.bind(binding.exchange, binding.routing_key, arguments=binding.arguments)
+    except aio_pika.exceptions.ChannelPreconditionFailed as error:
+        raise TopologyMismatch(
+            f"RabbitMQ refused the topology of namespace {topology.namespace!r}: {error}. "
+            "An existing queue has other arguments; delete it or use another namespace."
+        ) from None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+def to_definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:
+    """RabbitMQ definitions JSON (``rabbitmqctl import_definitions``) for ``deploy/``."""
+    return {
+        "exchanges": [
+            {
+                "name": e.name,
+                "vhost": vhost,
+                "type": e.type,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
+            for e in topology.exchanges
+        ],
+        "queues": [
+            {
+                "name": q.name,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": q.arguments,
+            }
+            for q in topology.queues
+        ],
+        "bindings": [
+            {
+                "source": b.exchange,
+                "vhost": vhost,
+                "destination": b.queue,
+                "destination_type": "queue",
+                "routing_key": b.routing_key,
+                "arguments": b.arguments,
+            }
+            for b in topology.bindings
+        ],
+    }
+
+
+def describe(topology: Topology) -> str:
+    """Human-readable listing for ``postline topology show``."""
+    lines = [f"namespace {topology.namespace}", "exchanges:"]
+    lines += [f"  {e.name} ({e.type})" for e in topology.exchanges]
+    lines.append("queues:")
+    for q in topology.queues:
+        args = ", ".join(f"{k}={v}" for k, v in sorted(q.arguments.items()))
+        lines.append(f"  {q.name}  [{args}]")
+    lines.append("bindings:")
+    for b in topology.bindings:
+        how = b.routing_key or ", ".join(
+            f"{k}={v}" for k, v in b.arguments.items() if k != "x-match"
+        )
+        lines.append(f"  {b.exchange} -> {b.queue}" + (f"  ({how})" if how else ""))
+    return "\n".join(lines)
+
+
+def topology_for(settings: Settings) -> Topology:
+    """The topology every service of one deployment declares."""
+    return build_topology(
+        settings.broker.namespace,
+        settings.delivery.retry_schedule,
+        delivery_limit=settings.broker.delivery_limit,
+        max_queue_length=settings.broker.max_queue_length,
+    )

@@ -1,0 +1,165 @@
+"""The bus against the real RabbitMQ: confirms, returns, delays, parking."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from postline.bus import Bus, Delivery, Poison, PublishError
+from postline.models import Envelope, new_message_id
+from postline.settings import Settings
+from postline.topology import Stage, topology_for
+from tests.support.broker import queue_depth, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def envelope() -> Envelope:
+    return Envelope(message_id=new_message_id(), mail_from="a@example.org", rcpt_to=("b@x.test",))
+
+
+class Buses:
+    def __init__(self) -> None:
+        self.started: list[Bus] = []
+        self.fatal: list[str] = []
+
+    async def start(
+        self,
+        settings: Settings,
+        consumers: dict[Stage, Callable[..., object]] | None = None,
+        connect: bool = True,
+    ) -> Bus:
+        bus = Bus(settings.broker, topology_for(settings), name="test", on_fatal=self.fatal.append)
+        for stage, handler in (consumers or {}).items():
+            bus.add_consumer(stage, handler, prefetch=4)  # type: ignore[arg-type]
+        await bus.start()
+        self.started.append(bus)
+        if connect:
+            assert await bus.wait_connected(10), "bus did not connect"
+        return bus
+
+
+@pytest.fixture
+async def buses() -> AsyncIterator[Buses]:
+    holder = Buses()
+    yield holder
+    for bus in holder.started:
+        await bus.drain(1)
+        await bus.close()
+
+
+async def test_confirmed_publish_reaches_its_work_queue(broker_settings, buses) -> None:
+    settings = broker_settings()
+    received: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(delivery)
+
+    bus = await buses.start(settings, {Stage.DELIVER: handler})
+    env = envelope()
+    await bus.publish_stage(Stage.DELIVER, b"Subject: hi\r\n\r\nbody\r\n", env)
+    await wait_until(lambda: len(received) == 1, 10, "the message to be consumed")
+    assert received[0].body == b"Subject: hi\r\n\r\nbody\r\n"
+    assert received[0].envelope() == env
+    assert received[0].message_id == env.message_id
+
+
+async def test_unroutable_publish_raises_instead_of_succeeding(broker_settings, buses) -> None:
+    bus = await buses.start(broker_settings())
+    with pytest.raises(PublishError, match="unroutable"):
+        await bus.publish(bus.topology.work_exchange, "no-such-stage", b"x", message_id="m1")
+
+
+async def test_publish_without_a_broker_raises_within_the_publish_timeout(buses) -> None:
+    from tests.support.broker import make_settings
+
+    settings = make_settings(
+        "unreachable", broker={"url": "amqp://guest:guest@127.0.0.1:1/", "publish_timeout": "1s"}
+    )
+    bus = await buses.start(settings, connect=False)
+    started = time.monotonic()
+    with pytest.raises(PublishError, match="no confirm"):
+        await bus.publish_stage(Stage.SUBMIT, b"x", envelope())
+    assert time.monotonic() - started < 3
+    assert not bus.ready
+
+
+async def test_tier_queue_returns_message_to_its_work_queue_after_ttl(
+    broker_settings, buses
+) -> None:
+    settings = broker_settings(delivery={"retry_schedule": "2s", "max_queue_lifetime": "1h"})
+    arrived: list[float] = []
+
+    async def handler(delivery: Delivery) -> None:
+        assert delivery.routing_key == Stage.DELIVER.value
+        arrived.append(time.monotonic())
+
+    bus = await buses.start(settings, {Stage.DELIVER: handler})
+    assert bus.topology.tiers == ("2s",)
+    sent = time.monotonic()
+    await bus.publish_delayed(Stage.DELIVER, "2s", b"retry me", envelope())
+    await asyncio.sleep(0.5)
+    assert arrived == [], "the message skipped its tier's wait"
+    await wait_until(lambda: len(arrived) == 1, 15, "the tier to dead-letter the message back")
+    assert arrived[0] - sent >= 1.9
+
+
+async def test_message_crashing_its_consumer_past_the_delivery_limit_is_parked(
+    broker_settings, buses
+) -> None:
+    settings = broker_settings(broker={"delivery_limit": 2})
+    attempts: list[int] = []
+
+    async def crashing(delivery: Delivery) -> None:
+        attempts.append(delivery.delivery_count)
+        raise RuntimeError("worker bug")
+
+    bus = await buses.start(settings, {Stage.SUBMIT: crashing})
+    await bus.publish_stage(Stage.SUBMIT, b"poison", envelope())
+    parked = bus.topology.parked_queue
+    await wait_until(lambda: queue_depth(settings.broker.url, parked), 20, "the message in parked")
+    assert await queue_depth(settings.broker.url, parked) == 1
+    assert len(attempts) == 3, attempts  # first delivery plus two redeliveries
+    assert await queue_depth(settings.broker.url, bus.topology.queue_name(Stage.SUBMIT)) == 0
+
+
+async def test_poison_raised_by_a_handler_parks_the_message_at_once(broker_settings, buses) -> None:
+    settings = broker_settings()
+    calls: list[str | None] = []
+
+    async def poison(delivery: Delivery) -> None:
+        calls.append(delivery.message_id)
+        delivery.envelope()  # the header is missing: Poison
+
+    bus = await buses.start(settings, {Stage.SUBMIT: poison})
+    await bus.publish(bus.topology.work_exchange, "submit", b"no envelope", message_id="bare")
+    parked = bus.topology.parked_queue
+    await wait_until(lambda: queue_depth(settings.broker.url, parked), 20, "the message in parked")
+    assert calls == ["bare"]
+    with pytest.raises(Poison):
+        Delivery(b"", {}, "x", None, False, 0).envelope()
+
+
+async def test_failed_handler_requeues_and_the_retry_acks(broker_settings, buses) -> None:
+    settings = broker_settings()
+    calls: list[bool] = []
+
+    async def flaky(delivery: Delivery) -> None:
+        calls.append(delivery.redelivered)
+        if len(calls) == 1:
+            raise ConnectionError("downstream hiccup")
+
+    bus = await buses.start(settings, {Stage.SUBMIT: flaky})
+    await bus.publish_stage(Stage.SUBMIT, b"again", envelope())
+    await wait_until(lambda: len(calls) == 2, 10, "the redelivery")
+    assert calls == [False, True]
+    queue = bus.topology.queue_name(Stage.SUBMIT)
+    await wait_until(lambda: _empty(settings.broker.url, queue), 10, "the queue to be empty")
+    assert len(calls) == 2
+
+
+async def _empty(url: str, queue: str) -> bool:
+    return await queue_depth(url, queue) == 0

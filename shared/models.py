@@ -90,7 +90,8 @@ class Event(BaseModel):
     service: str
     message_id: str
     mail_from: str | None = None
-    recipient: str | None = None
+    recipient: str | None = Field(default=None, description="Set on per-recipient events.")
+    rcpt_to: tuple[str, ...] | None = Field(default=None, description="Message-level events.")
     attempt: int = 0
     mx_host: str | None = None
     reply: SmtpReply | None = None

@@ -56,12 +56,12 @@ async def delete_namespace_of(settings: Settings) -> None:
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    predicate: Callable[[], Awaitable[object]] | Callable[[], object],
     timeout: float,
     what: str,
     interval: float = 0.05,
 ) -> None:
-    """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` (sync or async) until truthy; fail the test with ``what`` after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = predicate()

@@ -61,7 +61,7 @@ async def wait_until(
     what: str,
     interval: float = 0.05,
 ) -> None:
-    """Poll ``predicate`` (sync or async) until truthy; fail the test with ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` (sync or async) until truthy; fail with ``what`` after ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = predicate()

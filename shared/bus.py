@@ -33,7 +33,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from postline.models import ENVELOPE_HEADER, Envelope, Event
+from postline.models import ENVELOPE_HEADER, Envelope, Event, EventKind
 from postline.settings import BrokerSettings
 from postline.topology import TIER_HEADER, Stage, Topology, TopologyMismatch, declare
 
@@ -285,7 +285,7 @@ class Bus:
             assert task is not None
             consumer.inflight.add(task)
             try:
-                await _run_handler(consumer.handler, message)
+                await self._run_handler(consumer.handler, message)
             finally:
                 consumer.inflight.discard(task)
 
@@ -305,6 +305,40 @@ class Bus:
                 )
                 return
 
+    async def _run_handler(self, handler: Handler, message: AbstractIncomingMessage) -> None:
+        """Run ``handler`` and settle the message by its outcome (module docstring)."""
+        try:
+            await handler(_delivery_of(message))
+        except Poison as error:
+            log.error("parking poison message: %s", error, extra={"message_id": message.message_id})
+            await self._announce_parked(message, str(error))
+            await _settle(message.reject(requeue=False))
+        except asyncio.CancelledError:
+            await _settle(message.nack(requeue=True))
+            raise
+        except Exception:
+            log.exception(
+                "handler failed; message requeued", extra={"message_id": message.message_id}
+            )
+            await _settle(message.nack(requeue=True))
+        else:
+            await _settle(message.ack())
+
+    async def _announce_parked(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Best effort ``parked`` event so the queue trail shows where the message went."""
+        if message.routing_key == Stage.EVENTS.value:
+            return  # a broken event must not produce another event about itself
+        event = Event(
+            kind=EventKind.PARKED,
+            service=self._name,
+            message_id=message.message_id or "unknown",
+            reason=reason,
+        )
+        try:
+            await self.publish_events([event])
+        except PublishError as error:
+            log.warning("could not announce parked message: %s", error)
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -322,23 +356,6 @@ def _delivery_of(message: AbstractIncomingMessage) -> Delivery:
         redelivered=bool(message.redelivered),
         delivery_count=int(count) if isinstance(count, int) else 0,
     )
-
-
-async def _run_handler(handler: Handler, message: AbstractIncomingMessage) -> None:
-    """Run ``handler`` and settle the message by its outcome (module docstring)."""
-    try:
-        await handler(_delivery_of(message))
-    except Poison as error:
-        log.error("parking poison message: %s", error, extra={"message_id": message.message_id})
-        await _settle(message.reject(requeue=False))
-    except asyncio.CancelledError:
-        await _settle(message.nack(requeue=True))
-        raise
-    except Exception:
-        log.exception("handler failed; message requeued", extra={"message_id": message.message_id})
-        await _settle(message.nack(requeue=True))
-    else:
-        await _settle(message.ack())
 
 
 async def _settle(action: Awaitable[None]) -> None:

@@ -126,7 +126,9 @@ async def test_message_crashing_its_consumer_past_the_delivery_limit_is_parked(
     assert await queue_depth(settings.broker.url, bus.topology.queue_name(Stage.SUBMIT)) == 0
 
 
-async def test_poison_raised_by_a_handler_parks_the_message_at_once(broker_settings, buses) -> None:
+async def test_poison_raised_by_a_handler_parks_the_message_at_once_and_says_so(
+    broker_settings, buses
+) -> None:
     settings = broker_settings()
     calls: list[str | None] = []
 
@@ -139,6 +141,8 @@ async def test_poison_raised_by_a_handler_parks_the_message_at_once(broker_setti
     parked = bus.topology.parked_queue
     await wait_until(lambda: queue_depth(settings.broker.url, parked), 20, "the message in parked")
     assert calls == ["bare"]
+    events = bus.topology.queue_name(Stage.EVENTS)
+    await wait_until(lambda: queue_depth(settings.broker.url, events), 10, "the parked event")
     with pytest.raises(Poison):
         Delivery(b"", {}, "x", None, False, 0).envelope()
 

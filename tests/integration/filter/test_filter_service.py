@@ -1,0 +1,219 @@
+"""The filter service against the real RabbitMQ: submit -> chain -> deliver + events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from postline.bus import Bus, Delivery
+from postline.filter.api import Decision
+from postline.filter.main import build
+from postline.filter.message import FilterMessage
+from postline.filter.settings import FilterSettings
+from postline.lifecycle import Service, Supervisor
+from postline.models import Envelope, Event, EventKind, new_message_id
+from postline.reply import reply
+from postline.settings import Settings
+from postline.topology import Stage, topology_for
+from tests.support.broker import queue_depth, wait_until
+
+pytestmark = pytest.mark.integration
+
+HERE = "tests.integration.filter.test_filter_service"
+BODY = b"Hello John,\r\n\r\n.a line starting with a dot\r\n\tand a tab\r\n\r\n\r\n"
+HEADERS = b"From: Mary <mary@company.test>\r\nTo: john@partner.test\r\nSubject: hi\r\n"
+
+
+class RejectAll:
+    """Test filter: refuses every message with its own reply."""
+
+    name = "reject-all"
+
+    def __init__(self, settings: FilterSettings) -> None:
+        self.settings = settings
+
+    async def apply(self, message: FilterMessage) -> Decision:
+        return Decision.reject("policy says no", reply(554, "5.7.1", "Rejected by test policy"))
+
+
+class Hang:
+    """Test filter: never answers (within any sane timeout)."""
+
+    name = "hang"
+
+    def __init__(self, settings: FilterSettings) -> None:
+        self.settings = settings
+
+    async def apply(self, message: FilterMessage) -> Decision:
+        await asyncio.sleep(3600)
+        return Decision.proceed()
+
+
+class CrashOnce:
+    """Test filter: raises on its first message only (a bug or a hiccup)."""
+
+    name = "crash-once"
+    calls = 0
+
+    def __init__(self, settings: FilterSettings) -> None:
+        self.settings = settings
+
+    async def apply(self, message: FilterMessage) -> Decision:
+        CrashOnce.calls += 1
+        if CrashOnce.calls == 1:
+            raise RuntimeError("filter bug")
+        return Decision.proceed()
+
+
+@dataclass
+class Rig:
+    """A running filter service plus a bus that publishes to submit and reads deliver/events."""
+
+    settings: Settings
+    probe: Bus
+    service: Service
+    delivered: list[Delivery] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    stopped: bool = False
+
+    async def stop_service(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            await self.service.drain(5)
+            await self.service.close()
+
+    def of_kind(self, kind: EventKind) -> list[Event]:
+        return [event for event in self.events if event.kind is kind]
+
+
+@pytest.fixture
+async def rig_factory(
+    broker_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[Rig]]]:
+    made: list[Rig] = []
+
+    async def make(consume_deliver: bool = True, **filter_section: object) -> Rig:
+        settings = broker_settings(
+            filter={"hostname": "relay.test", **filter_section}, broker={"delivery_limit": 1}
+        )
+        probe = Bus(settings.broker, topology_for(settings), name="probe", on_fatal=print)
+        service = build(settings, Supervisor())
+        rig = Rig(settings, probe, service)
+
+        async def on_deliver(delivery: Delivery) -> None:
+            rig.delivered.append(delivery)
+
+        async def on_event(delivery: Delivery) -> None:
+            rig.events.append(Event.from_json(delivery.body))
+
+        if consume_deliver:
+            probe.add_consumer(Stage.DELIVER, on_deliver, prefetch=10)
+        probe.add_consumer(Stage.EVENTS, on_event, prefetch=10)
+        await probe.start()
+        assert await probe.wait_connected(10)
+        await service.start()
+        made.append(rig)
+        await wait_until(lambda: service.ready, 10, "the filter service to be ready")
+        return rig
+
+    yield make
+    for rig in made:
+        await rig.stop_service()
+        await rig.probe.drain(1)
+        await rig.probe.close()
+
+
+def envelope(*rcpt_to: str) -> Envelope:
+    return Envelope(
+        message_id=new_message_id(),
+        mail_from="mary@company.test",
+        rcpt_to=rcpt_to or ("john@partner.test",),
+        received_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        client_ip="127.0.0.1",
+        helo="laptop.company.test",
+        tls=True,
+        auth_user="mary",
+    )
+
+
+async def test_message_on_submit_arrives_on_deliver_with_added_headers_and_same_body(
+    rig_factory: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await rig_factory()
+    env = envelope()
+    await rig.probe.publish_stage(Stage.SUBMIT, HEADERS + b"\r\n" + BODY, env)
+    await wait_until(lambda: len(rig.delivered) == 1, 15, "the message on deliver")
+    delivery = rig.delivered[0]
+    assert delivery.envelope() == env
+    assert delivery.message_id == env.message_id
+    assert delivery.body.startswith(
+        b"Received: from laptop.company.test ([127.0.0.1])\r\n"
+        b"\tby relay.test (Postline) with ESMTPSA id " + env.message_id.encode() + b"\r\n"
+        b"\tfor <john@partner.test>; Wed, 04 Mar 2026 05:06:07 +0000\r\n" + HEADERS
+    )
+    assert delivery.body.endswith(
+        HEADERS
+        + f"Message-ID: <{env.message_id}@relay.test>\r\n".encode()
+        + b"Date: Wed, 04 Mar 2026 05:06:07 +0000\r\n\r\n"
+        + BODY
+    )
+    await wait_until(lambda: rig.of_kind(EventKind.FILTERED), 10, "the filtered event")
+    [event] = rig.of_kind(EventKind.FILTERED)
+    assert event.message_id == env.message_id and event.rcpt_to == env.rcpt_to
+    assert event.mail_from == "mary@company.test"
+    assert event.reason is not None and event.reason.startswith("filters: headers")
+    submit = topology_for(rig.settings).queue_name(Stage.SUBMIT)
+    assert await queue_depth(rig.settings.broker.url, submit) == 0
+
+
+async def test_rejecting_filter_yields_rejected_events_and_nothing_on_deliver(
+    rig_factory: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await rig_factory(consume_deliver=False, chain=["headers", f"{HERE}:RejectAll"])
+    env = envelope("john@partner.test", "ann@other.test")
+    await rig.probe.publish_stage(Stage.SUBMIT, HEADERS + b"\r\n" + BODY, env)
+    await wait_until(lambda: len(rig.of_kind(EventKind.REJECTED)) == 2, 15, "rejected events")
+    rejected = rig.of_kind(EventKind.REJECTED)
+    assert {e.recipient for e in rejected} == {"john@partner.test", "ann@other.test"}
+    for event in rejected:
+        assert event.message_id == env.message_id
+        assert str(event.reply) == "554 5.7.1 Rejected by test policy"
+        assert event.reason == "rejected by filter reject-all: policy says no"
+    # Once stopped, the service has either acked the message or returned it to submit.
+    await rig.stop_service()
+    topology = topology_for(rig.settings)
+    assert await queue_depth(rig.settings.broker.url, topology.queue_name(Stage.SUBMIT)) == 0
+    assert await queue_depth(rig.settings.broker.url, topology.queue_name(Stage.DELIVER)) == 0
+    assert rig.of_kind(EventKind.FILTERED) == []
+
+
+async def test_filter_past_its_timeout_requeues_until_the_message_is_parked(
+    rig_factory: Callable[..., Awaitable[Rig]],
+) -> None:
+    rig = await rig_factory(chain=[f"{HERE}:Hang"], timeout="0.2s")
+    env = envelope()
+    await rig.probe.publish_stage(Stage.SUBMIT, HEADERS + b"\r\n" + BODY, env)
+    parked = topology_for(rig.settings).parked_queue
+    await wait_until(lambda: _depth_is(rig.settings, parked, 1), 20, "the message in parked")
+    assert rig.delivered == []
+
+
+async def test_filter_that_raises_gets_the_message_again_and_it_then_passes(
+    rig_factory: Callable[..., Awaitable[Rig]],
+) -> None:
+    CrashOnce.calls = 0
+    rig = await rig_factory(chain=[f"{HERE}:CrashOnce", "headers"])
+    env = envelope()
+    await rig.probe.publish_stage(Stage.SUBMIT, HEADERS + b"\r\n" + BODY, env)
+    await wait_until(lambda: len(rig.delivered) == 1, 15, "the message on deliver")
+    assert CrashOnce.calls == 2
+    assert rig.delivered[0].envelope() == env
+    assert rig.delivered[0].body.endswith(b"\r\n\r\n" + BODY)
+
+
+async def _depth_is(settings: Settings, queue: str, depth: int) -> bool:
+    return await queue_depth(settings.broker.url, queue) == depth

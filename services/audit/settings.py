@@ -19,6 +19,18 @@ class AuditSettings(BaseModel):
         default=100 * 1024 * 1024, description="Rotate a trail file when it passes this size."
     )
     rotate_keep: int = Field(default=10, ge=1, le=1000, description="Rotated files kept.")
+    concurrency: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="Events in flight (prefetch); those arriving together share one fsync.",
+    )
+    dedupe_window: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="Recent event ids remembered to drop redelivered duplicates (0: off).",
+    )
     shutdown_grace: Duration = Field(
         default=30.0, description="Time in-flight messages get to finish on SIGTERM."
     )

@@ -1,0 +1,128 @@
+"""Which trail an event goes to, and the JSON line written for it.
+
+Routing by ``kind`` (the four file names are the operators' contract):
+
+* ``OutboundAuditTrailSuccess.log``  delivered
+* ``OutboundAuditTrailFailure.log``  bounced, expired, rejected
+* ``SmtpQueue.log``                  received, filtered, deferred, dsn_sent, parked
+* ``SMTPOutboundConversation.log``   conversation
+
+Each line is one JSON object with a fixed key list per trail (``KEYS``), in
+that order; a value the event does not carry is ``null``, so every line of a
+file has the same keys. ``at``, ``kind``, ``message_id`` and ``event_id`` are
+always present. Strings are JSON-escaped with ``ensure_ascii``: CR, LF, other
+control characters and every non-ASCII character become ``\\uXXXX``
+escapes, so nothing a client sent can end a line or forge another one.
+Times are ISO 8601 in UTC; ``reply`` is ``{"code", "enhanced", "text"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from postline.models import Event, EventKind
+
+
+class Trail(StrEnum):
+    """The trail files, by file name."""
+
+    SUCCESS = "OutboundAuditTrailSuccess.log"
+    FAILURE = "OutboundAuditTrailFailure.log"
+    QUEUE = "SmtpQueue.log"
+    CONVERSATION = "SMTPOutboundConversation.log"
+
+
+ROUTES: dict[EventKind, Trail] = {
+    EventKind.DELIVERED: Trail.SUCCESS,
+    EventKind.BOUNCED: Trail.FAILURE,
+    EventKind.EXPIRED: Trail.FAILURE,
+    EventKind.REJECTED: Trail.FAILURE,
+    EventKind.RECEIVED: Trail.QUEUE,
+    EventKind.FILTERED: Trail.QUEUE,
+    EventKind.DEFERRED: Trail.QUEUE,
+    EventKind.DSN_SENT: Trail.QUEUE,
+    EventKind.PARKED: Trail.QUEUE,
+    EventKind.CONVERSATION: Trail.CONVERSATION,
+}
+
+COMMON = ("at", "kind", "message_id", "event_id")
+KEYS: dict[Trail, tuple[str, ...]] = {
+    Trail.SUCCESS: (
+        *COMMON,
+        "mail_from",
+        "recipient",
+        "mx_host",
+        "reply",
+        "attempts",
+        "queued_seconds",
+    ),
+    Trail.FAILURE: (
+        *COMMON,
+        "mail_from",
+        "recipient",
+        "reason",
+        "reply",
+        "mx_host",
+        "attempts",
+        "queued_seconds",
+        "service",
+    ),
+    Trail.QUEUE: (
+        *COMMON,
+        "service",
+        "mail_from",
+        "recipient",
+        "rcpt_to",
+        "reason",
+        "attempt",
+        "next_attempt_at",
+        "mx_host",
+        "reply",
+        "size",
+        "client_ip",
+        "auth_user",
+    ),
+    Trail.CONVERSATION: (
+        *COMMON,
+        "session_id",
+        "mx_host",
+        "mail_from",
+        "recipient",
+        "rcpt_to",
+        "transcript",
+    ),
+}
+
+_RENAMED = {"attempts": "attempt"}
+"""Line key -> ``Event`` field, where the trail's name differs from the model's."""
+
+
+def trail_for(kind: EventKind) -> Trail:
+    return ROUTES[kind]
+
+
+def format_line(event: Event) -> bytes:
+    """The trail line for ``event``, ending with ``\\n`` (module docstring)."""
+    trail = trail_for(event.kind)
+    record = {key: _value(getattr(event, _RENAMED.get(key, key))) for key in KEYS[trail]}
+    text = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.encode("ascii") + b"\n"
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        at = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return at.astimezone(UTC).isoformat()
+    if isinstance(value, EventKind):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, float) and not math.isfinite(value):  # no JSON spelling
+        return None
+    return value

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from postline.models import EventKind
+
 EVENTS = Counter(
     "postline_audit_events_total", "Events written to a trail (durably), by kind.", ["kind"]
 )
@@ -23,3 +25,6 @@ WRITE_SECONDS = Histogram(
     ["trail"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+for _kind in EventKind:
+    EVENTS.labels(_kind.value)  # every series exists from the start, at 0

@@ -26,3 +26,6 @@ FILTER_SECONDS = Histogram(
     ["filter"],
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
 )
+
+for _verdict in (PASSED, REJECTED, DEFERRED, TIMEOUT, FAILED):
+    MESSAGES.labels(_verdict)  # every series exists from the start, at 0

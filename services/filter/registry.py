@@ -37,8 +37,10 @@ def resolve(name: str) -> FilterFactory:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"filter {name!r}: cannot import {module_name}: {error}") from None
+    except Exception as error:  # ImportError, or the module itself failing to load
+        raise ValueError(
+            f"filter {name!r}: cannot import {module_name}: {type(error).__name__}: {error}"
+        ) from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise ValueError(f"filter {name!r}: {module_name} has no callable {attribute!r}")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from postline.values import Duration, Hop, HostPort, Listen, Nameserver, RetrySchedule
+
+TlsPolicy = Literal["none", "opportunistic", "required", "verify"]
 
 
 class DeliverySettings(BaseModel):
@@ -44,11 +47,68 @@ class DeliverySettings(BaseModel):
     shutdown_grace: Duration = Field(
         default=30.0, description="Time in-flight messages get to finish on SIGTERM."
     )
+    dns_timeout: Duration = Field(
+        default=10.0, description="Overall deadline of one DNS lookup (then a temporary 4.4.3)."
+    )
+    dns_cache_ttl: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Longest time (s) a DNS answer or NXDOMAIN is reused; 0 disables the cache. "
+        "SERVFAIL and timeouts are never cached.",
+    )
+    max_mx_hosts: int = Field(
+        default=5, ge=1, le=50, description="MX hosts tried per attempt, best preference first."
+    )
+    tls_policy: TlsPolicy = Field(
+        default="opportunistic",
+        description="STARTTLS towards remote hosts: 'none' never; 'opportunistic' when "
+        "offered, certificate not checked; 'required' TLS or defer, certificate not checked; "
+        "'verify' TLS with a certificate valid for the MX name, or defer.",
+    )
+    tls_domain_policies: dict[str, TlsPolicy] = Field(
+        default_factory=dict,
+        description='Per recipient domain tls_policy, e.g. { "bank.example" = "verify" }.',
+    )
+    tls_ca_file: str | None = Field(
+        default=None, description="CA bundle for 'verify' (default: the system store)."
+    )
+    smarthost_username: str | None = Field(
+        default=None, description="AUTH user at the smarthost (only ever sent over TLS)."
+    )
+    smarthost_password: SecretStr | None = Field(
+        default=None, description="AUTH password at the smarthost (a secret file is best)."
+    )
+    per_destination_concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Concurrent SMTP sessions per destination (recipient domain, or the "
+        "route/smarthost), so one slow destination cannot take every worker.",
+    )
+    destination_wait: Duration = Field(
+        default=30.0,
+        description="How long a message waits for a session slot at a busy destination "
+        "before it is deferred (4.4.5) to free its worker.",
+    )
+    max_messages_per_connection: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Transactions sent over one reused connection (RSET between); 1 disables "
+        "connection reuse.",
+    )
+    connection_idle_timeout: Duration = Field(
+        default=10.0, description="An idle outbound connection is closed (QUIT) after this long."
+    )
+    max_idle_connections: int = Field(
+        default=100, ge=0, le=10_000, description="Idle outbound connections kept for reuse."
+    )
     metrics_listen: Listen | None = Field(
         default=HostPort("0.0.0.0", 9103), description="/metrics, /healthz, /readyz address."
     )
 
-    @field_validator("routes")
+    @field_validator("routes", "tls_domain_policies")
     @classmethod
     def _lower_domains(cls, routes: dict[str, object]) -> dict[str, object]:
         return {domain.lower().rstrip("."): hop for domain, hop in routes.items()}
@@ -57,4 +117,8 @@ class DeliverySettings(BaseModel):
     def _lifetime_covers_first_retry(self) -> DeliverySettings:
         if self.max_queue_lifetime < self.retry_schedule[0]:
             raise ValueError("max_queue_lifetime is shorter than the first retry delay")
+        if (self.smarthost_username is None) != (self.smarthost_password is None):
+            raise ValueError("smarthost_username and smarthost_password go together")
+        if self.smarthost_username is not None and self.smarthost is None:
+            raise ValueError("smarthost_username is set but smarthost is empty")
         return self

@@ -16,7 +16,8 @@ Answers:
   a CNAME is returned, and followed within the zone, for any other type;
 * a known name without records of the asked type: NOERROR/NODATA;
 * an unknown name, or one marked ``nxdomain``: NXDOMAIN;
-* ``servfail(name)``: SERVFAIL; ``timeout(name)``: no answer at all.
+* ``servfail(name)``: SERVFAIL; ``timeout(name)``: no answer at all;
+  ``clear(name)`` forgets everything about ``name``.
 
 Names are case-insensitive with an optional trailing dot. Records may be added
 while the server runs (a lock guards the tables). ``queries`` lists every
@@ -94,6 +95,14 @@ class DnsServer:
 
     def nxdomain(self, name: str) -> None:
         self._mark(name, "nxdomain")
+
+    def clear(self, name: str) -> None:
+        """Forget every record and mark (servfail, timeout, nxdomain) of ``name``."""
+        key = _key(name)
+        with self._lock:
+            self._zone.special.pop(key, None)
+            for record in [k for k in self._zone.records if k[0] == key]:
+                del self._zone.records[record]
 
     def _add(self, name: str, rdtype: str, text: str) -> None:
         with self._lock:

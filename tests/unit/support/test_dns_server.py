@@ -107,3 +107,11 @@ def test_records_added_while_running_are_served(server: DnsServer) -> None:
 def test_address_is_host_colon_port(server: DnsServer) -> None:
     assert server.address == f"127.0.0.1:{server.port}"
     assert server.port > 0
+
+
+def test_clear_forgets_records_and_marks(server: DnsServer) -> None:
+    server.add_a("flip.test", "127.0.0.1")
+    server.servfail("flip.test")
+    server.clear("flip.test")
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        resolver_for(server).resolve("flip.test", "A")

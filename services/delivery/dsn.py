@@ -1,0 +1,162 @@
+"""Delivery status notifications (bounces): RFC 3464 ``multipart/report`` messages.
+
+``build_dsn`` writes one DSN for a set of recipients of one message that
+failed for good (bounced or expired) in one attempt:
+
+1. ``text/plain``: what happened, for people;
+2. ``message/delivery-status``: ``Reporting-MTA``, ``Arrival-Date``, then per
+   recipient ``Final-Recipient``, ``Action: failed``, ``Status`` (the reply's
+   enhanced code, or ``X.0.0`` from its class), ``Remote-MTA``,
+   ``Diagnostic-Code: smtp; <the remote's reply>`` and ``Last-Attempt-Date``;
+3. ``text/rfc822-headers``: the original message's header block (RFC 6522).
+
+When an address or the original headers are not ASCII, the internationalised
+forms of RFC 6533 are used (``message/global-delivery-status``,
+``message/global-headers``, ``utf-8;`` address type).
+
+``dsn_envelope`` is the envelope it travels under: null sender, the original
+sender as the only recipient, ``is_bounce`` set (so it is never bounced).
+Whether to send one at all (never for a null sender, never for a bounce) is
+``wants_dsn``'s decision. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+from postline.models import Envelope, new_message_id
+from postline.reply import SmtpReply
+
+_HEADER_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FailedRecipient:
+    recipient: str
+    reply: SmtpReply
+    mx_host: str | None
+    expired: bool = False
+
+
+def wants_dsn(envelope: Envelope) -> bool:
+    """A DSN goes to a real sender of a message that is not itself a bounce."""
+    return bool(envelope.mail_from) and not envelope.is_bounce
+
+
+def dsn_envelope(original: Envelope, now: datetime) -> Envelope:
+    return Envelope(
+        message_id=new_message_id(),
+        mail_from="",
+        rcpt_to=(original.mail_from,),
+        received_at=now,
+        is_bounce=True,
+        smtputf8=not original.mail_from.isascii(),
+    )
+
+
+def status_of(reply: SmtpReply) -> str:
+    """RFC 3464 ``Status``: the enhanced code, else ``4.0.0``/``5.0.0`` from the reply code."""
+    if reply.enhanced:
+        return reply.enhanced
+    return f"{reply.code // 100}.0.0"
+
+
+def original_headers(body: bytes) -> bytes:
+    """The header block of ``body`` (up to the first empty line), capped at 64 KiB."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = body.find(separator)
+        if end != -1:
+            return body[: min(end, _HEADER_LIMIT)]
+    return body[:_HEADER_LIMIT]
+
+
+def build_dsn(
+    original: Envelope,
+    body: bytes,
+    failed: Sequence[FailedRecipient],
+    *,
+    reporting_mta: str,
+    dsn_message_id: str,
+    now: datetime,
+) -> bytes:
+    """The DSN's RFC 5322 bytes (CRLF line ends)."""
+    boundary = f"=_postline_{uuid.uuid4().hex}"
+    headers = original_headers(body)
+    international = not headers.isascii() or not all(f.recipient.isascii() for f in failed)
+    status_type = "message/global-delivery-status" if international else "message/delivery-status"
+    headers_type = "message/global-headers" if international else "text/rfc822-headers"
+    top = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>",
+        f"To: <{original.mail_from}>",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: <{dsn_message_id}@{reporting_mta}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+        "",
+        "This is a MIME-encapsulated message.",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+        "",
+        *_human_text(original, failed, reporting_mta),
+        "",
+        f"--{boundary}",
+        f"Content-Type: {status_type}",
+        "",
+        *_status_fields(original, failed, reporting_mta, now),
+        "",
+        f"--{boundary}",
+        f"Content-Type: {headers_type}",
+        "",
+    ]
+    text = "\r\n".join(top).encode("utf-8") + b"\r\n"
+    tail = f"\r\n\r\n--{boundary}--\r\n".encode()
+    return text + _crlf(headers) + tail
+
+
+def _human_text(
+    original: Envelope, failed: Sequence[FailedRecipient], reporting_mta: str
+) -> list[str]:
+    lines = [
+        f"This is the mail system at host {reporting_mta}.",
+        "",
+        "Your message could not be delivered to one or more recipients.",
+        f"Queue id: {original.message_id}",
+        "",
+    ]
+    for item in failed:
+        why = "gave up: delivery time expired" if item.expired else "rejected"
+        where = f" by {item.mx_host}" if item.mx_host else ""
+        lines.append(f"<{item.recipient}>: {why}{where}: {item.reply}")
+    return lines
+
+
+def _status_fields(
+    original: Envelope, failed: Sequence[FailedRecipient], reporting_mta: str, now: datetime
+) -> list[str]:
+    lines = [
+        f"Reporting-MTA: dns; {reporting_mta}",
+        f"X-Postline-Queue-ID: {original.message_id}",
+        f"Arrival-Date: {format_datetime(original.received_at)}",
+    ]
+    for item in failed:
+        kind = "rfc822" if item.recipient.isascii() else "utf-8"
+        lines += ["", f"Final-Recipient: {kind}; {item.recipient}", "Action: failed"]
+        lines.append(f"Status: {status_of(item.reply)}")
+        if item.mx_host:
+            lines.append(f"Remote-MTA: dns; {item.mx_host.split('[')[0]}")
+        diagnostic = " ".join(str(item.reply).split())[:900]
+        lines.append(f"Diagnostic-Code: smtp; {diagnostic}")
+        lines.append(f"Last-Attempt-Date: {format_datetime(now)}")
+    return lines
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")

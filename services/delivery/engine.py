@@ -1,0 +1,184 @@
+"""One delivery attempt to one destination: route, resolve, connect, transact.
+
+``Engine.attempt(domain, transaction)`` fills ``transaction.decided`` with a
+``Decision`` for every recipient and returns the conversations (one per SMTP
+session touched) for the transcript events. It never raises for anything the
+network, DNS or the remote did; only programming errors escape.
+
+Order of work, as a careful MTA does it:
+
+1. wait for a session slot at the destination (``Limiter``); none within
+   ``destination_wait``: every recipient is deferred with ``4.4.5``;
+2. under the wall-clock cap ``attempt_timeout`` (aiosmtplib's timeouts are
+   per reply, so a drip-feeding server would never trip them): resolve the
+   route (``route``/``mx``), then try each MX host in order and each of its
+   addresses, skipping addresses the ``DestinationGuard`` refuses; a host
+   that refuses the connection, times out, or answers 4xx/5xx to the greeting,
+   EHLO or STARTTLS is skipped for the next one;
+3. the first usable session carries the transaction; its replies are final;
+4. if no host was usable, every recipient gets the last temporary failure
+   (or, when all failures were permanent, the last permanent one);
+5. if the cap expires, recipients still undecided get ``4.4.2`` and the
+   session is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from postline.delivery import metrics, replies
+from postline.delivery.mx import MxHost, Resolver, RouteError
+from postline.delivery.pool import DestinationBusy, Limiter, Pool
+from postline.delivery.route import DestinationGuard, Route, route_for
+from postline.delivery.sender import Connection, HostFailure, Target
+from postline.delivery.settings import DeliverySettings
+from postline.delivery.transaction import Transaction
+from postline.delivery.trouble import Phase, reply_for
+from postline.reply import SmtpReply
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The transcript of one SMTP session (or failed connection) during an attempt."""
+
+    session_id: str
+    mx_host: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reply: SmtpReply
+    phase: Phase
+    mx_host: str | None
+
+
+class Engine:
+    """Delivery attempts for one service instance (module docstring)."""
+
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        resolver: Resolver,
+        guard: DestinationGuard,
+        pool: Pool,
+        limiter: Limiter,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.guard = guard
+        self.pool = pool
+        self.limiter = limiter
+
+    async def attempt(self, domain: str, transaction: Transaction) -> list[Conversation]:
+        route = route_for(domain, self.settings)
+        conversations: list[Conversation] = []
+        try:
+            async with self.limiter.slot(route.nexthop):
+                await self._capped(domain, route, transaction, conversations)
+        except DestinationBusy:
+            metrics.DESTINATION_BUSY.inc()
+            detail = f"{route.nexthop} after {self.settings.destination_wait:g}s"
+            reply = replies.detailed(replies.DESTINATION_BUSY, detail)
+            transaction.decide_all(reply, Phase.QUEUE, None)
+        return conversations
+
+    async def _capped(
+        self, domain: str, route: Route, transaction: Transaction, out: list[Conversation]
+    ) -> None:
+        started = time.monotonic()
+        cap = self.settings.attempt_timeout
+        try:
+            async with asyncio.timeout(cap) as deadline:
+                await self._deliver(domain, route, transaction, out)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            reply = replies.detailed(replies.ATTEMPT_TIMEOUT, f"{cap:g}s")
+            transaction.decide_all(reply, transaction.phase, transaction.mx_host)
+        finally:
+            metrics.SESSION_SECONDS.observe(time.monotonic() - started)
+
+    async def _deliver(
+        self, domain: str, route: Route, transaction: Transaction, out: list[Conversation]
+    ) -> None:
+        transaction.phase = Phase.DNS
+        try:
+            hosts = await self._hosts(route)
+        except RouteError as error:
+            transaction.decide_all(error.reply, Phase.DNS, None)
+            return
+        failures: list[_Failure] = []
+        for host in hosts:
+            for target in await self._targets(domain, route, host, failures):
+                transaction.mx_host = target.label
+                transaction.phase = Phase.CONNECT
+                try:
+                    connection, _ = await self.pool.acquire(target)
+                except HostFailure as failure:
+                    lines = tuple(failure.connection.take_lines())
+                    out.append(Conversation(failure.connection.session_id, target.label, lines))
+                    failures.append(_Failure(failure.reply, failure.phase, target.label))
+                    continue
+                await self._transact(connection, transaction, out)
+                return
+        final = _final(failures)
+        transaction.decide_all(final.reply, final.phase, final.mx_host)
+
+    async def _hosts(self, route: Route) -> list[MxHost]:
+        if route.lookup_mx:
+            return await self.resolver.mx_hosts(route.host)
+        return [MxHost(route.host, 0)]
+
+    async def _targets(
+        self, domain: str, route: Route, host: MxHost, failures: list[_Failure]
+    ) -> list[Target]:
+        try:
+            addresses = await self.resolver.addresses(host.name)
+        except RouteError as error:
+            failures.append(_Failure(error.reply, Phase.DNS, host.name))
+            return []
+        policy = self.settings.tls_domain_policies.get(domain, self.settings.tls_policy)
+        credentials = None
+        if route.smarthost and self.settings.smarthost_username is not None:
+            assert self.settings.smarthost_password is not None
+            password = self.settings.smarthost_password.get_secret_value()
+            credentials = (self.settings.smarthost_username, password)
+        targets = []
+        for address in addresses:
+            why = None if route.operator_chosen else self.guard.refusal(address)
+            if why is not None:
+                reply = replies.detailed(replies.PRIVATE_DESTINATION, f"{host.name}: {why}")
+                failures.append(_Failure(reply, Phase.ROUTE, host.name))
+                continue
+            targets.append(Target(host.name, address, route.port, policy, credentials))
+        return targets
+
+    async def _transact(
+        self, connection: Connection, transaction: Transaction, out: list[Conversation]
+    ) -> None:
+        label = connection.target.label
+        reusable = False
+        try:
+            await transaction.run(connection)
+            reusable = connection.alive
+        except Exception as error:
+            reply = reply_for(error, transaction.phase, label)
+            connection.note(f"failed: {reply}")
+            transaction.decide_all(reply, transaction.phase, label)
+        finally:
+            if not reusable:
+                connection.abort()
+            out.append(Conversation(connection.session_id, label, tuple(connection.take_lines())))
+            self.pool.release(connection, reusable)
+
+
+def _final(failures: list[_Failure]) -> _Failure:
+    """The last temporary failure, or the last failure when all were permanent."""
+    if not failures:
+        reply = replies.detailed(replies.NO_MX_ADDRESS, "no usable host")
+        return _Failure(reply, Phase.ROUTE, None)
+    temporary = [f for f in failures if f.reply.is_transient]
+    return (temporary or failures)[-1]

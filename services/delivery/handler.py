@@ -1,0 +1,178 @@
+"""What the delivery service does with one message taken from ``deliver``.
+
+1. Group the envelope's recipients by domain (malformed addresses bounce with
+   ``553 5.1.3``) and run one attempt per domain concurrently: one SMTP
+   transaction per domain, a reply per recipient (``engine``).
+2. Settle each recipient (``outcome.settle``): delivered, bounced, deferred
+   to the retry tier ``retry_schedule`` picks for this attempt, or expired
+   once ``max_queue_lifetime`` since the first attempt is used up.
+3. Publish, and wait for every confirm: the message again with only the
+   deferred recipients (``attempt + 1``, ``first_attempt_at`` kept) to the
+   retry tier; one DSN for all bounced/expired recipients to ``submit`` (not
+   for a null sender, not for a bounce); the per-recipient, transcript and
+   DSN events. Only then does the handler return, so the bus acks.
+
+A publish failure raises: the message is requeued and tried again (at least
+once; a crash after a remote 250 may duplicate, nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from datetime import datetime
+
+from postline.bus import Bus, Delivery
+from postline.delivery import metrics, replies
+from postline.delivery.dsn import FailedRecipient, build_dsn, dsn_envelope, wants_dsn
+from postline.delivery.engine import Conversation, Engine
+from postline.delivery.outcome import (
+    Outcome,
+    conversation_events,
+    dsn_event,
+    recipient_events,
+    settle,
+)
+from postline.delivery.retry import RetryPlan, plan_retry
+from postline.delivery.route import domain_of
+from postline.delivery.settings import DeliverySettings
+from postline.delivery.transaction import Decision, Transaction
+from postline.delivery.trouble import Phase
+from postline.models import Envelope, Event, EventKind, utcnow
+from postline.topology import Stage
+
+log = logging.getLogger("postline.delivery")
+
+
+def split_by_domain(recipients: tuple[str, ...]) -> tuple[dict[str, list[str]], list[str]]:
+    """Recipients grouped by domain (duplicates dropped), and the malformed ones."""
+    groups: dict[str, list[str]] = {}
+    malformed: list[str] = []
+    for recipient in dict.fromkeys(recipients):
+        domain = domain_of(recipient)
+        if domain is None:
+            malformed.append(recipient)
+        else:
+            groups.setdefault(domain, []).append(recipient)
+    return groups, malformed
+
+
+class DeliveryHandler:
+    """Delivers each message through ``engine`` and hands the rest on through ``bus``."""
+
+    def __init__(self, settings: DeliverySettings, engine: Engine, bus: Bus) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.bus = bus
+
+    async def __call__(self, delivery: Delivery) -> None:
+        envelope = delivery.envelope()
+        attempt = envelope.attempt + 1
+        first_attempt_at = envelope.first_attempt_at or utcnow()
+        decisions, events = await self._attempt(envelope, delivery.body, attempt)
+        now = utcnow()
+        plan = self._plan(attempt, first_attempt_at, now)
+        outcomes = [
+            settle(recipient, decisions[recipient], plan, self.settings.max_queue_lifetime)
+            for recipient in dict.fromkeys(envelope.rcpt_to)
+        ]
+        events[:0] = recipient_events(envelope, attempt, outcomes, now)
+        publishes: list[Awaitable[None]] = []
+        deferred = tuple(o.recipient for o in outcomes if o.kind is EventKind.DEFERRED)
+        if deferred:
+            assert plan.tier is not None
+            retry = envelope.model_copy(
+                update={
+                    "rcpt_to": deferred,
+                    "attempt": attempt,
+                    "first_attempt_at": first_attempt_at,
+                }
+            )
+            publishes.append(
+                self.bus.publish_delayed(Stage.DELIVER, plan.tier, delivery.body, retry)
+            )
+        failed = [o for o in outcomes if o.kind in (EventKind.BOUNCED, EventKind.EXPIRED)]
+        bounce = failed and wants_dsn(envelope)
+        if bounce:
+            data, dsn, sent = self._bounce(envelope, delivery.body, failed, attempt, now)
+            publishes.append(self.bus.publish_stage(Stage.SUBMIT, data, dsn))
+            events.append(sent)
+        publishes.append(self.bus.publish_events(events))
+        await _all(publishes)
+        if bounce:
+            metrics.DSN_SENT.inc()
+        metrics.MESSAGES.inc()
+        self._account(envelope, outcomes, now)
+
+    async def _attempt(
+        self, envelope: Envelope, body: bytes, attempt: int
+    ) -> tuple[dict[str, Decision], list[Event]]:
+        groups, malformed = split_by_domain(envelope.rcpt_to)
+        decisions = {r: Decision(replies.BAD_ADDRESS, Phase.ROUTE, None) for r in malformed}
+        transactions = {
+            domain: Transaction(envelope.mail_from, recipients, body, envelope.smtputf8)
+            for domain, recipients in groups.items()
+        }
+        talks: list[list[Conversation]] = await asyncio.gather(
+            *(self.engine.attempt(domain, tx) for domain, tx in transactions.items())
+        )
+        events: list[Event] = []
+        for (domain, tx), conversations in zip(transactions.items(), talks, strict=True):
+            for recipient in tx.recipients:
+                decisions[recipient] = tx.decided.get(recipient) or Decision(
+                    replies.SMTP_ERROR, tx.phase, tx.mx_host
+                )
+            recipients = tuple(groups[domain])
+            events += conversation_events(envelope, attempt, recipients, conversations)
+        return decisions, events
+
+    def _plan(self, attempt: int, first_attempt_at: datetime, now: datetime) -> RetryPlan:
+        return plan_retry(
+            self.settings.retry_schedule,
+            self.settings.max_queue_lifetime,
+            attempt,
+            first_attempt_at,
+            now,
+        )
+
+    def _bounce(
+        self, envelope: Envelope, body: bytes, failed: list[Outcome], attempt: int, now: datetime
+    ) -> tuple[bytes, Envelope, Event]:
+        """The DSN for ``failed``, its envelope and the ``dsn_sent`` event."""
+        dsn = dsn_envelope(envelope, now)
+        items = [
+            FailedRecipient(o.recipient, o.reply, o.mx_host, o.kind is EventKind.EXPIRED)
+            for o in failed
+        ]
+        data = build_dsn(
+            envelope,
+            body,
+            items,
+            reporting_mta=self.settings.helo_name,
+            dsn_message_id=dsn.message_id,
+            now=now,
+        )
+        return data, dsn, dsn_event(envelope, attempt, dsn, tuple(o.recipient for o in failed))
+
+    def _account(self, envelope: Envelope, outcomes: list[Outcome], now: datetime) -> None:
+        queued = (now - envelope.received_at).total_seconds()
+        for outcome in outcomes:
+            metrics.ATTEMPTS.labels(outcome.kind.value).inc()
+            if outcome.kind is EventKind.DELIVERED:
+                metrics.QUEUED_TO_DELIVERED.observe(max(queued, 0.0))
+            log.info(
+                "%s %s: %s",
+                outcome.kind.value,
+                outcome.recipient,
+                outcome.reply,
+                extra={"message_id": envelope.message_id, "mx_host": outcome.mx_host},
+            )
+
+
+async def _all(publishes: list[Awaitable[None]]) -> None:
+    """Await every publish; raise the first failure after all have finished."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

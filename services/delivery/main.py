@@ -1,0 +1,93 @@
+"""Delivery service wiring: consume ``deliver`` and send mail out (``postline delivery``).
+
+``build`` returns a ``DeliveryService``: a ``Worker`` consuming ``deliver`` with
+at most ``[delivery] concurrency`` messages in flight, plus the resources its
+handler shares across messages: the DNS resolver and cache, the pool of
+reusable outbound connections, and the per-destination session limiter.
+``start`` prepares them (TLS contexts, nameservers, the broker's addresses
+for the destination guard) before consuming; ``close`` says QUIT to idle
+connections. ``main`` only runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from postline.delivery.engine import Engine
+from postline.delivery.handler import DeliveryHandler
+from postline.delivery.mx import Resolver
+from postline.delivery.pool import Limiter, Pool
+from postline.delivery.route import DestinationGuard, broker_addresses
+from postline.delivery.sender import SessionConfig, tls_contexts
+from postline.lifecycle import Service, Supervisor, run
+from postline.settings import Settings
+from postline.topology import Stage
+from postline.worker import Worker
+
+
+class DeliveryService:
+    """The delivery worker and its shared outbound resources."""
+
+    name = "delivery"
+
+    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
+        self._settings = settings
+        section = settings.delivery
+        self.worker = Worker("delivery", settings, supervisor, Stage.DELIVER, section.concurrency)
+        self.resolver = Resolver(
+            section.dns_nameservers,
+            timeout=section.dns_timeout,
+            cache_ttl=section.dns_cache_ttl,
+            max_mx_hosts=section.max_mx_hosts,
+        )
+        self.limiter = Limiter(section.per_destination_concurrency, section.destination_wait)
+        self.pool: Pool | None = None
+
+    async def start(self) -> None:
+        section = self._settings.delivery
+        unverified, verified = await asyncio.to_thread(tls_contexts, section.tls_ca_file)
+        config = SessionConfig(
+            helo_name=section.helo_name,
+            connect_timeout=section.connect_timeout,
+            command_timeout=section.command_timeout,
+            unverified_tls=unverified,
+            verified_tls=verified,
+        )
+        self.pool = Pool(
+            config,
+            max_per_connection=section.max_messages_per_connection,
+            idle_timeout=section.connection_idle_timeout,
+            max_idle=section.max_idle_connections,
+        )
+        self.pool.start()
+        await self.resolver.start()
+        guard = DestinationGuard(
+            section.deny_private_destinations, await broker_addresses(self._settings.broker.url)
+        )
+        engine = Engine(section, self.resolver, guard, self.pool, self.limiter)
+        self.worker.set_handler(DeliveryHandler(section, engine, self.worker.bus))
+        await self.worker.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.worker.ready
+
+    async def drain(self, grace: float) -> None:
+        await self.worker.drain(grace)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        await self.worker.close()
+
+
+def build(settings: Settings, supervisor: Supervisor) -> Service:
+    return DeliveryService(settings, supervisor)
+
+
+def main(settings: Settings) -> int:
+    return run(
+        lambda sup: [build(settings, sup)],
+        [settings.delivery.metrics_listen],
+        settings.delivery.shutdown_grace,
+    )

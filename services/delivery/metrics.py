@@ -1,0 +1,57 @@
+"""Prometheus metrics of the delivery service (module level: registered once per process).
+
+Labels are low-cardinality by construction (fixed value sets below): no
+recipient, domain or host ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ATTEMPTS = Counter(
+    "postline_delivery_attempts_total",
+    "Recipient delivery attempts by result (delivered, deferred, bounced, expired).",
+    ["result"],
+)
+DNS_LOOKUPS = Counter(
+    "postline_delivery_dns_lookups_total",
+    "DNS lookups by record type (MX, A, AAAA) and result "
+    "(ok, nodata, nxdomain, servfail, timeout, error, cached).",
+    ["type", "result"],
+)
+SESSION_SECONDS = Histogram(
+    "postline_delivery_session_seconds",
+    "Wall-clock time of one delivery attempt to one destination (connect to last reply).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+QUEUED_TO_DELIVERED = Histogram(
+    "postline_delivery_queued_to_delivered_seconds",
+    "Time from ingress accepting a message to a recipient's delivery.",
+    buckets=(0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 5 * 86400),
+)
+CONNECTIONS_OPEN = Gauge(
+    "postline_delivery_connections_open",
+    "Outbound SMTP connections open now (busy and idle).",
+)
+TRANSACTIONS = Counter(
+    "postline_delivery_transactions_total",
+    "SMTP transactions started, by connection (new, reused).",
+    ["connection"],
+)
+TLS_SESSIONS = Counter(
+    "postline_delivery_tls_sessions_total",
+    "Outbound sessions by TLS outcome (verified, unverified, plaintext, failed).",
+    ["result"],
+)
+DSN_SENT = Counter(
+    "postline_delivery_dsn_total",
+    "Delivery status notifications (bounces) queued to envelope senders.",
+)
+DESTINATION_BUSY = Counter(
+    "postline_delivery_destination_busy_total",
+    "Messages deferred because their destination had no free session slot in time.",
+)
+MESSAGES = Counter(
+    "postline_delivery_messages_total",
+    "Messages taken from the deliver queue and finished (every outcome published).",
+)

@@ -1,0 +1,139 @@
+"""Per-recipient outcomes of one attempt, and the events that record them.
+
+``settle`` turns each recipient's ``Decision`` (the reply and where it was
+given) into an ``Outcome``: delivered, bounced, deferred (with the retry
+tier and time) or expired, using ``trouble.verdict`` (the one place that
+decides retry versus bounce) and ``retry.plan_retry``.
+
+The event builders fill every ``Event`` field the audit trails show:
+recipient, sender, attempt, MX host, the remote's reply, a reason, the next
+attempt time and the seconds since ingress accepted the message. Event ids
+of recipient outcomes are derived from message id, attempt, kind and
+recipient, so a redelivered message that reaches the same outcome repeats the
+same ids (audit drops the duplicates); each transcript is its own event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from postline.delivery.engine import Conversation
+from postline.delivery.retry import RetryPlan
+from postline.delivery.transaction import Decision
+from postline.delivery.trouble import Phase, Verdict, verdict
+from postline.models import Envelope, Event, EventKind
+from postline.reply import SmtpReply
+from postline.values import format_duration
+
+SERVICE = "delivery"
+
+_WHERE = {
+    Phase.ROUTE: "no usable route",
+    Phase.DNS: "DNS lookup failed",
+    Phase.CONNECT: "could not connect",
+    Phase.GREETING: "refused at greeting",
+    Phase.EHLO: "refused at EHLO",
+    Phase.STARTTLS: "TLS failed",
+    Phase.AUTH: "smarthost authentication failed",
+    Phase.MAIL: "remote replied to MAIL FROM",
+    Phase.RCPT: "remote replied to RCPT TO",
+    Phase.DATA: "remote replied to DATA",
+    Phase.QUEUE: "destination busy",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recipient: str
+    kind: EventKind
+    reply: SmtpReply
+    mx_host: str | None
+    reason: str
+    next_attempt_at: datetime | None = None
+
+
+def settle(recipient: str, decision: Decision, plan: RetryPlan, lifetime: float) -> Outcome:
+    """The outcome of ``decision`` given the retry ``plan`` for this attempt."""
+    where = _WHERE.get(decision.phase, str(decision.phase))
+    found = verdict(decision.reply, decision.phase)
+    if found is Verdict.DELIVERED:
+        return Outcome(recipient, EventKind.DELIVERED, decision.reply, decision.mx_host, where)
+    if found is Verdict.BOUNCED:
+        return Outcome(recipient, EventKind.BOUNCED, decision.reply, decision.mx_host, where)
+    if plan.expired:
+        reason = f"expired: not delivered within {format_duration(lifetime)}; last: {where}"
+        return Outcome(recipient, EventKind.EXPIRED, decision.reply, decision.mx_host, reason)
+    return Outcome(
+        recipient,
+        EventKind.DEFERRED,
+        decision.reply,
+        decision.mx_host,
+        f"{where}; retry via tier {plan.tier}",
+        plan.next_attempt_at,
+    )
+
+
+def event_id(message_id: str, attempt: int, kind: str, key: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"postline:{message_id}:{attempt}:{kind}:{key}").hex
+
+
+def recipient_events(
+    envelope: Envelope, attempt: int, outcomes: Iterable[Outcome], now: datetime
+) -> list[Event]:
+    queued = (now - envelope.received_at).total_seconds()
+    return [
+        Event(
+            event_id=event_id(envelope.message_id, attempt, outcome.kind, outcome.recipient),
+            kind=outcome.kind,
+            at=now,
+            service=SERVICE,
+            message_id=envelope.message_id,
+            mail_from=envelope.mail_from,
+            recipient=outcome.recipient,
+            attempt=attempt,
+            mx_host=outcome.mx_host,
+            reply=outcome.reply,
+            reason=None if outcome.kind is EventKind.DELIVERED else outcome.reason,
+            next_attempt_at=outcome.next_attempt_at,
+            queued_seconds=round(queued, 3),
+        )
+        for outcome in outcomes
+    ]
+
+
+def conversation_events(
+    envelope: Envelope,
+    attempt: int,
+    recipients: tuple[str, ...],
+    conversations: Iterable[Conversation],
+) -> list[Event]:
+    return [
+        Event(
+            kind=EventKind.CONVERSATION,
+            service=SERVICE,
+            message_id=envelope.message_id,
+            mail_from=envelope.mail_from,
+            rcpt_to=recipients,
+            attempt=attempt,
+            mx_host=talk.mx_host,
+            session_id=talk.session_id,
+            transcript=list(talk.lines),
+        )
+        for talk in conversations
+    ]
+
+
+def dsn_event(envelope: Envelope, attempt: int, dsn: Envelope, failed: tuple[str, ...]) -> Event:
+    return Event(
+        event_id=event_id(envelope.message_id, attempt, EventKind.DSN_SENT, ""),
+        kind=EventKind.DSN_SENT,
+        service=SERVICE,
+        message_id=envelope.message_id,
+        mail_from=envelope.mail_from,
+        rcpt_to=failed,
+        attempt=attempt,
+        reason=f"delivery status notification {dsn.message_id} queued to <{envelope.mail_from}>",
+    )

@@ -1,0 +1,171 @@
+"""Connection reuse and per-destination shaping.
+
+``Pool`` keeps idle outbound sessions per target (MX name, address, port, TLS
+policy, credentials) and hands them out again: ``acquire`` sends ``RSET`` on an
+idle session first and uses it only if the server answers 250, else closes it
+and tries the next one or opens a new session. ``release`` keeps a session
+that is still healthy, has served fewer than ``max_messages_per_connection``
+transactions, and fits within ``max_idle_connections``; everything else gets
+``QUIT``. Idle sessions are closed after ``connection_idle_timeout``.
+
+``Limiter`` caps concurrent sessions per destination (recipient domain or
+configured hop) at ``per_destination_concurrency``; a message that cannot get
+a slot within ``destination_wait`` gets ``DestinationBusy`` and is deferred by
+the caller, so a slow or tarpitting destination holds at most its own slots
+and never every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from postline.delivery import metrics
+from postline.delivery.sender import Connection, SessionConfig, Target, open_session
+
+_QUIT_TIMEOUT = 5.0
+
+
+class Pool:
+    """Idle sessions by target key (module docstring)."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        max_per_connection: int,
+        idle_timeout: float,
+        max_idle: int,
+    ) -> None:
+        self.config = config
+        self._max_per_connection = max_per_connection
+        self._idle_timeout = idle_timeout
+        self._max_idle = max_idle
+        self._idle: dict[tuple[str, str, int, str, str], list[Connection]] = defaultdict(list)
+        self._closing: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def idle_count(self) -> int:
+        return sum(len(conns) for conns in self._idle.values())
+
+    def start(self) -> None:
+        self._reaper = asyncio.ensure_future(self._reap_forever())
+
+    async def acquire(self, target: Target) -> tuple[Connection, bool]:
+        """A session to ``target`` and whether it was reused; ``HostFailure`` if none."""
+        idle = self._idle.get(target.key)
+        while idle:
+            connection = idle.pop()
+            if await self._still_good(connection):
+                metrics.TRANSACTIONS.labels("reused").inc()
+                return connection, True
+        if not idle:
+            self._idle.pop(target.key, None)
+        connection = await open_session(target, self.config)
+        metrics.TRANSACTIONS.labels("new").inc()
+        return connection, False
+
+    def release(self, connection: Connection, reusable: bool) -> None:
+        """Keep ``connection`` for reuse if it may be, else say QUIT in the background."""
+        connection.transactions += 1
+        keep = (
+            reusable
+            and connection.alive
+            and connection.transactions < self._max_per_connection
+            and self.idle_count < self._max_idle
+        )
+        if keep:
+            connection.idle_since = time.monotonic()
+            connection.lines.clear()
+            self._idle[connection.target.key].append(connection)
+        else:
+            self._quit(connection)
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for conns in self._idle.values():
+            for connection in conns:
+                self._quit(connection)
+        self._idle.clear()
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=_QUIT_TIMEOUT + 1)
+
+    async def _still_good(self, connection: Connection) -> bool:
+        expired = time.monotonic() - connection.idle_since > self._idle_timeout
+        if expired or not connection.alive:
+            self._quit(connection)
+            return False
+        connection.note(f"reuse session {connection.session_id} to {connection.target.label}")
+        connection.note("> RSET")
+        try:
+            response = await connection.smtp.rset(timeout=self.config.command_timeout)
+        except Exception as error:
+            connection.note(f"RSET failed: {error}; opening a new session")
+            connection.abort()
+            return False
+        connection.replied(response.code, response.message)
+        return True
+
+    def _quit(self, connection: Connection) -> None:
+        task = asyncio.ensure_future(connection.quit(_QUIT_TIMEOUT))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._idle_timeout / 2))
+            now = time.monotonic()
+            for key, conns in list(self._idle.items()):
+                keep = [c for c in conns if now - c.idle_since <= self._idle_timeout and c.alive]
+                for connection in conns:
+                    if connection not in keep:
+                        self._quit(connection)
+                if keep:
+                    self._idle[key] = keep
+                else:
+                    del self._idle[key]
+
+
+class DestinationBusy(Exception):
+    """No session slot at this destination became free in time."""
+
+
+@dataclass
+class _Slot:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+class Limiter:
+    """At most ``per_destination`` concurrent sessions per destination key."""
+
+    def __init__(self, per_destination: int, wait: float) -> None:
+        self._per_destination = per_destination
+        self._wait = wait
+        self._slots: dict[str, _Slot] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, destination: str) -> AsyncIterator[None]:
+        slot = self._slots.get(destination)
+        if slot is None:
+            slot = self._slots[destination] = _Slot(asyncio.Semaphore(self._per_destination))
+        slot.users += 1
+        try:
+            try:
+                await asyncio.wait_for(slot.semaphore.acquire(), self._wait)
+            except TimeoutError:
+                raise DestinationBusy(destination) from None
+            try:
+                yield
+            finally:
+                slot.semaphore.release()
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._slots[destination]

@@ -1,0 +1,47 @@
+"""Replies the delivery service makes up itself, when the remote said nothing usable.
+
+Every one is an ``SmtpReply`` so that events and the failure trail carry the
+same shape whether the words came from a remote MX, from DNS or from us. The
+enhanced codes follow RFC 3463 (``4.4.x`` network/routing, ``5.1.x`` address,
+``4.7.x`` security). Texts are completed with details by ``trouble``.
+"""
+
+from __future__ import annotations
+
+from postline.reply import SmtpReply, reply
+
+# DNS (reliability.md D: NXDOMAIN permanent, SERVFAIL/timeout temporary, null MX permanent)
+DOMAIN_NOT_FOUND = reply(550, "5.1.2", "Host or domain name not found")
+NO_ADDRESS = reply(550, "5.1.2", "Domain has no MX and no address records")
+NULL_MX = reply(556, "5.1.10", "Domain does not accept mail (null MX)")
+DNS_TEMPORARY = reply(451, "4.4.3", "Temporary DNS failure")
+NO_MX_ADDRESS = reply(554, "5.4.4", "No address found for any mail exchanger")
+
+# Routing and policy
+PRIVATE_DESTINATION = reply(554, "5.4.4", "Refused: mail exchanger resolves to a private address")
+BAD_ADDRESS = reply(553, "5.1.3", "Bad recipient address syntax")
+DESTINATION_BUSY = reply(451, "4.4.5", "Destination busy, too many sessions in progress")
+SMTPUTF8_UNSUPPORTED = reply(553, "5.6.7", "Remote server does not support SMTPUTF8")
+MESSAGE_TOO_BIG = reply(552, "5.3.4", "Message too big for the remote server")
+
+# Network and session
+CONNECT_FAILED = reply(451, "4.4.1", "Connection failed")
+CONNECT_TIMEOUT = reply(451, "4.4.1", "Connection timed out")
+LOST_CONNECTION = reply(451, "4.4.2", "Lost connection")
+READ_TIMEOUT = reply(451, "4.4.2", "Timed out waiting for the remote server")
+ATTEMPT_TIMEOUT = reply(451, "4.4.2", "Delivery attempt exceeded its time limit")
+SMTP_ERROR = reply(451, "4.4.0", "SMTP protocol error")
+
+# TLS and authentication
+TLS_FAILED = reply(451, "4.7.5", "TLS negotiation failed")
+TLS_UNAVAILABLE = reply(451, "4.7.4", "TLS required but not offered by the remote server")
+AUTH_WITHOUT_TLS = reply(451, "4.7.0", "Refusing to authenticate over an unencrypted connection")
+AUTH_FAILED = reply(451, "4.7.0", "Authentication at the smarthost failed")
+
+# Queue
+EXPIRED = reply(451, "4.4.7", "Delivery time expired")
+
+
+def detailed(base: SmtpReply, detail: str) -> SmtpReply:
+    """``base`` with ``: detail`` appended to its text."""
+    return base.model_copy(update={"text": f"{base.text}: {detail}" if detail else base.text})

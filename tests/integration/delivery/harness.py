@@ -1,0 +1,183 @@
+"""Run the delivery service in-process against the real RabbitMQ, a test DNS server and sinks.
+
+``DeliveryHarness`` starts ``postline.delivery.main.DeliveryService`` in the
+test's namespace, publishes messages to ``deliver`` as the filter would, and
+collects what delivery hands on: every event (from ``events``) and every
+message it submits (DSNs, from ``submit``). Tests wait on those with
+deadlines, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any
+
+from prometheus_client import Counter
+
+from postline.bus import Bus, Delivery
+from postline.delivery import metrics
+from postline.delivery.main import DeliveryService
+from postline.lifecycle import Supervisor
+from postline.models import Envelope, Event, EventKind, new_message_id
+from postline.settings import Settings
+from postline.topology import Stage, topology_for
+from tests.support.broker import wait_until
+
+BODY = b"From: a@example.org\r\nTo: b@x.test\r\nSubject: test\r\n\r\nhello\r\n"
+
+
+def free_port(*hosts: str) -> int:
+    """A TCP port free on every one of ``hosts`` right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = int(probe.getsockname()[1])
+        if all(_free(host, port) for host in hosts[1:]):
+            return port
+    raise RuntimeError("no common free port")
+
+
+def _free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def delivery_section(dns_address: str, smtp_port: int, **overrides: Any) -> dict[str, Any]:
+    """``[delivery]`` for tests: loopback DNS and sinks, short timeouts, 1s retries."""
+    section: dict[str, Any] = {
+        "helo_name": "relay.test",
+        "dns_nameservers": [dns_address],
+        "smtp_port": smtp_port,
+        "deny_private_destinations": False,
+        "retry_schedule": "1s",
+        "dns_timeout": "2s",
+        "connect_timeout": "2s",
+        "command_timeout": "5s",
+        "attempt_timeout": "20s",
+        "concurrency": 8,
+        "metrics_listen": None,
+    }
+    section.update(overrides)
+    return section
+
+
+class DeliveryHarness:
+    """The delivery service plus a bus that feeds it and listens to its output."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.supervisor = Supervisor()
+        self.service = DeliveryService(settings, self.supervisor)
+        self.events: list[Event] = []
+        self.submitted: list[Delivery] = []
+        self.bus = Bus(settings.broker, topology_for(settings), name="test-harness", on_fatal=print)
+        self.bus.add_consumer(Stage.EVENTS, self._on_event, prefetch=50)
+        self.bus.add_consumer(Stage.SUBMIT, self._on_submit, prefetch=50)
+        self._baseline = _counter(metrics.MESSAGES)
+
+    async def _on_event(self, delivery: Delivery) -> None:
+        self.events.append(Event.from_json(delivery.body))
+
+    async def _on_submit(self, delivery: Delivery) -> None:
+        self.submitted.append(delivery)
+
+    async def start(self) -> None:
+        await self.bus.start()
+        assert await self.bus.wait_connected(10), "harness bus did not connect"
+        await self.service.start()
+        await wait_until(lambda: self.service.ready, 10, "the delivery service to be ready")
+
+    async def stop(self) -> None:
+        await self.service.drain(2)
+        await self.service.close()
+        await self.bus.drain(1)
+        await self.bus.close()
+
+    async def send(
+        self,
+        rcpt_to: tuple[str, ...] | list[str],
+        mail_from: str = "sender@example.org",
+        body: bytes = BODY,
+        **envelope_fields: Any,
+    ) -> Envelope:
+        envelope = Envelope(
+            message_id=new_message_id(),
+            mail_from=mail_from,
+            rcpt_to=tuple(rcpt_to),
+            **envelope_fields,
+        )
+        await self.bus.publish_stage(Stage.DELIVER, body, envelope)
+        return envelope
+
+    def of(
+        self, kind: EventKind, recipient: str | None = None, message_id: str | None = None
+    ) -> list[Event]:
+        return [
+            e
+            for e in self.events
+            if e.kind is kind
+            and (recipient is None or e.recipient == recipient)
+            and (message_id is None or e.message_id == message_id)
+        ]
+
+    async def wait_for(
+        self,
+        kind: EventKind,
+        recipient: str | None = None,
+        count: int = 1,
+        timeout: float = 15,
+        message_id: str | None = None,
+    ) -> list[Event]:
+        """The events of ``kind`` (for ``recipient``) once there are ``count`` of them."""
+
+        def enough() -> bool:
+            return len(self.of(kind, recipient, message_id)) >= count
+
+        try:
+            await wait_until(enough, timeout, f"{count} {kind} event(s) for {recipient}")
+        except AssertionError:
+            seen = [(e.kind.value, e.recipient, str(e.reply)) for e in self.events]
+            raise AssertionError(f"no {count} {kind} for {recipient}; events: {seen}") from None
+        return self.of(kind, recipient, message_id)
+
+    async def flush(self, handled: int, timeout: float = 15) -> None:
+        """Wait until ``handled`` messages are finished and all their output is collected.
+
+        For asserting that something did NOT happen: the service's message counter
+        says its publishes are confirmed; a sentinel behind them on ``events`` and
+        ``submit`` says the harness has consumed everything published before it.
+        """
+        target = self._baseline + handled
+        await wait_until(
+            lambda: _counter(metrics.MESSAGES) >= target, timeout, f"{handled} handled messages"
+        )
+        marker = f"sentinel-{uuid.uuid4().hex}"
+        sentinel = Event(kind=EventKind.RECEIVED, service="test", message_id=marker)
+        await self.bus.publish_events([sentinel])
+        envelope = Envelope(message_id=marker, mail_from="", rcpt_to=("x@x.test",))
+        await self.bus.publish_stage(Stage.SUBMIT, b"sentinel", envelope)
+        await wait_until(
+            lambda: (
+                any(e.message_id == marker for e in self.events)
+                and any(d.message_id == marker for d in self.submitted)
+            ),
+            timeout,
+            "the sentinels to come back",
+        )
+        self.events = [e for e in self.events if e.message_id != marker]
+        self.submitted = [d for d in self.submitted if d.message_id != marker]
+
+
+def _counter(counter: Counter) -> float:
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )

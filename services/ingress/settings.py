@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from postline.values import Duration, HostPort, Listen, Network, Size
+from postline.values import Duration, HostPort, Listen, Network, Size, parse_duration
+
+
+def _parse_delay(value: object) -> float:
+    """A duration that may also be zero (``0``, ``"0s"``)."""
+    if not isinstance(value, bool) and value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value)
+
+
+Delay = Annotated[float, BeforeValidator(_parse_delay)]
 
 
 class IngressSettings(BaseModel):
@@ -44,6 +55,67 @@ class IngressSettings(BaseModel):
     )
     shutdown_grace: Duration = Field(
         default=30.0, description="Time open transactions get to finish on SIGTERM."
+    )
+    drain_delay: Delay = Field(
+        default=0.0,
+        description="On SIGTERM, time between /readyz turning false and closing the listeners.",
+    )
+    idle_timeout: Duration = Field(
+        default=120.0, description="Close a session whose client sends nothing for this long."
+    )
+    command_timeout: Duration = Field(
+        default=300.0,
+        description="Time a client has to complete one command line (or AUTH response, "
+        "or TLS handshake) after our previous reply.",
+    )
+    data_timeout: Duration = Field(
+        default=600.0, description="Time a client has to send the whole message after DATA."
+    )
+    proxy_protocol_timeout: Duration = Field(
+        default=5.0, description="Time a trusted proxy has to send its PROXY header."
+    )
+    tls_reload_interval: Duration = Field(
+        default=60.0, description="How often tls_cert/tls_key are checked for changes."
+    )
+    max_sessions: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Concurrent SMTP sessions (then 421)."
+    )
+    max_sessions_per_ip: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="Concurrent sessions per client address (IPv6: per /64), then 421.",
+    )
+    max_errors: int = Field(
+        default=20, ge=1, le=10_000, description="5xx replies in one session before 421."
+    )
+    rate_window: Duration = Field(
+        default=60.0, description="Window of max_messages_per_ip and max_messages_per_user."
+    )
+    max_messages_per_ip: int = Field(
+        default=600,
+        ge=0,
+        description="Transactions (MAIL) per client address per rate_window; 0: unlimited.",
+    )
+    max_messages_per_user: int = Field(
+        default=600,
+        ge=0,
+        description="Transactions (MAIL) per authenticated user per rate_window; 0: unlimited.",
+    )
+    auth_max_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed AUTHs from one address, or for one user, that start a lockout.",
+    )
+    auth_failure_window: Duration = Field(
+        default=300.0, description="Window in which auth_max_failures are counted."
+    )
+    auth_lockout: Duration = Field(
+        default=900.0, description="How long a locked-out address or user is refused AUTH."
+    )
+    auth_failure_delay: Delay = Field(
+        default=1.0, description="Pause before answering a failed AUTH (slows guessing)."
     )
     metrics_listen: Listen | None = Field(
         default=HostPort("0.0.0.0", 9101), description="/metrics, /healthz, /readyz address."

@@ -1,0 +1,78 @@
+"""Helpers for ingress tests: certificates, users, a running ingress, the submit queue."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+
+from postline.ingress.service import IngressService
+from postline.ingress.state import Listener
+from postline.ingress.users import add_user
+from postline.models import ENVELOPE_HEADER, Envelope
+from postline.settings import Settings
+from postline.topology import Stage, topology_for
+from postline.values import HostPort
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_cert(directory: Path, name: str = "mx.test", days: int = 2) -> tuple[Path, Path]:
+    """A fresh self-signed EC certificate and key for ``name`` (and 127.0.0.1)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", str(days),
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def make_users(path: Path) -> Path:
+    """alice may send as alice@example.org and anyone @alice.test; bob as bob@example.org."""
+    add_user(path, "alice", PASSWORD, ["alice@example.org", "@alice.test"])
+    add_user(path, "bob", PASSWORD, ["bob@example.org"])
+    return path
+
+
+@dataclass
+class Running:
+    """An ingress started in the test's event loop."""
+
+    service: IngressService
+    settings: Settings
+
+    @property
+    def plain(self) -> HostPort:
+        return self.service.addresses[Listener.PLAIN][0]
+
+    @property
+    def implicit(self) -> HostPort:
+        return self.service.addresses[Listener.IMPLICIT_TLS][0]
+
+    @property
+    def submit_queue(self) -> str:
+        return topology_for(self.settings).queue_name(Stage.SUBMIT)
+
+    async def submitted(self) -> list[tuple[bytes, Envelope]]:
+        """Take every message waiting in the submit queue."""
+        return await take_all(self.settings.broker.url, self.submit_queue)
+
+
+async def take_all(url: str, queue_name: str) -> list[tuple[bytes, Envelope]]:
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, passive=True)
+        taken: list[tuple[bytes, Envelope]] = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            raw = (message.headers or {})[ENVELOPE_HEADER]
+            assert isinstance(raw, str | bytes)
+            taken.append((message.body, Envelope.from_header(raw)))
+        return taken
+    finally:
+        await connection.close()

@@ -30,28 +30,42 @@ prefix          behaviour
 End-of-data behaviours are taken from the first accepted recipient that has one.
 Messages with several recipients are stored once, listing the accepted ones.
 
+The sender's local part steers MAIL FROM: ``permfail...`` gets ``550 5.1.0``,
+``tempfail...`` ``451 4.3.0``, ``goodbye...`` ``421 4.3.2`` and a hang-up.
+
+Options: ``users`` (``{name: password}``) offers AUTH after STARTTLS and then
+requires it for MAIL (a smarthost); ``size_limit`` is the ``SIZE`` announced
+and enforced. ``peak_data`` is the largest number of transactions that were
+between the final dot and the reply at the same time (for concurrency caps);
+``auth_logins`` lists the user names that authenticated.
+
 ``messages`` holds what was stored (raw bytes, ``decode_data=False``);
 ``attempts`` holds every RCPT address offered with the reply code given;
 ``wait_for(count, timeout)`` blocks until ``count`` messages are stored. The
 sink runs in its own thread (aiosmtpd ``Controller``); everything is guarded
-by a lock. With ``tls_cert``/``tls_key`` it offers STARTTLS (not required).
+by a lock. With ``tls_cert``/``tls_key`` it offers STARTTLS (not required);
+``self_signed_cert`` makes a certificate for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 _BEHAVIOUR = re.compile(
     r"^(permfail|tempfail|flaky|full|quota|goodbye|dataperm|datatemp|data421|hangup|slow|drip)"
@@ -92,9 +106,30 @@ def behaviour(address: str) -> tuple[str, float | None]:
     return match.group(1), float(number) if number is not None else None
 
 
+_MAIL_REPLIES = {
+    "permfail": "550 5.1.0 Sender rejected",
+    "tempfail": "451 4.3.0 Sender deferred, try again later",
+    "goodbye": "421 4.3.2 Closing connection",
+}
+
+
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        kind, _ = behaviour(address)
+        reply = _MAIL_REPLIES.get(kind)
+        if reply is None:
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+            return "250 2.1.0 OK"
+        if kind == "goodbye":
+            await server.push(reply)
+            _close(server)
+        return reply
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -119,6 +154,10 @@ class _Handler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.sink._in_data():
+            return await self._data(server, session, envelope)
+
+    async def _data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         kind, number, address = self._data_behaviour(envelope)
         if kind == "hangup" and (number is None or self.sink._hangups(address) <= int(number)):
             _close(server, abort=True)
@@ -180,11 +219,19 @@ class SmtpSink:
         port: int = 0,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        *,
+        users: dict[str, str] | None = None,
+        size_limit: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.messages: list[Received] = []
         self.attempts: list[tuple[str, int]] = []
+        self.auth_logins: list[str] = []
+        self.peak_data = 0
+        self._busy = 0
+        self._users = users
+        self._size_limit = size_limit
         self._lock = threading.Lock()
         self._offered: Counter[str] = Counter()
         self._hung_up: Counter[str] = Counter()
@@ -200,6 +247,12 @@ class SmtpSink:
         kwargs: dict[str, Any] = {"decode_data": False, "ident": "postline-test-sink"}
         if self._tls is not None:
             kwargs["tls_context"] = self._tls
+        if self._size_limit is not None:
+            kwargs["data_size_limit"] = self._size_limit
+        if self._users is not None:
+            kwargs.update(
+                authenticator=self._authenticate, auth_require_tls=True, auth_required=True
+            )
         self._controller = Controller(
             _Handler(self), hostname=self.host, port=self.port, ready_timeout=10, **kwargs
         )
@@ -238,6 +291,29 @@ class SmtpSink:
             time.sleep(0.02)
 
     # -- called from the sink's thread ----------------------------------------------------
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword) or self._users is None:
+            return AuthResult(success=False, handled=False)
+        login = data.login.decode()
+        ok = self._users.get(login) == data.password.decode()
+        if ok:
+            with self._lock:
+                self.auth_logins.append(login)
+        return AuthResult(success=ok, handled=False)
+
+    @contextlib.contextmanager
+    def _in_data(self) -> Iterator[None]:
+        with self._lock:
+            self._busy += 1
+            self.peak_data = max(self.peak_data, self._busy)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+
     def _offers(self, address: str) -> int:
         with self._lock:
             self._offered[address] += 1
@@ -263,6 +339,18 @@ class SmtpSink:
         )
         with self._lock:
             self.messages.append(received)
+
+
+def self_signed_cert(directory: Path, hostname: str = "localhost") -> tuple[str, str]:
+    """A self-signed certificate and key for ``hostname`` (made with the openssl CLI)."""
+    cert, key = directory / f"{hostname}.crt", directory / f"{hostname}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={hostname}", "-addext", f"subjectAltName=DNS:{hostname}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
 
 
 def _free_port(host: str) -> int:

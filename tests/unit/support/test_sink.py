@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.sink import SmtpSink, behaviour
+from tests.support.sink import SmtpSink, behaviour, self_signed_cert
 
 BODY = b"Subject: test\r\n\r\nhello\r\n"
 
@@ -140,20 +142,56 @@ def test_wait_for_raises_on_timeout(sink: SmtpSink) -> None:
         sink.wait_for(1, 0.1)
 
 
-def test_starttls_is_offered_with_a_certificate(tmp_path_factory: pytest.TempPathFactory) -> None:
-    import ssl
-    import subprocess
-
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    with SmtpSink(tls_cert=str(cert), tls_key=str(key)) as tls_sink:
+def test_starttls_is_offered_with_a_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    with SmtpSink(tls_cert=cert, tls_key=key) as tls_sink:
         with client(tls_sink) as smtp:
             smtp.starttls(context=ssl._create_unverified_context())
             smtp.sendmail("a@example.org", ["alice@x.test"], BODY)
         [message] = tls_sink.wait_for(1, 5)
     assert message.tls
+
+
+def test_users_require_auth_over_tls(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    with SmtpSink(tls_cert=cert, tls_key=key, users={"relay": "s3cret"}) as smarthost:
+        with client(smarthost) as smtp:
+            smtp.ehlo("test")
+            assert "auth" not in smtp.esmtp_features
+            smtp.starttls(context=ssl._create_unverified_context())
+            smtp.ehlo("test")
+            assert smtp.mail("a@example.org")[0] == 530
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                smtp.login("relay", "wrong")
+            smtp.login("relay", "s3cret")
+            smtp.sendmail("a@example.org", ["alice@x.test"], BODY)
+        smarthost.wait_for(1, 5)
+    assert smarthost.auth_logins == ["relay"]
+
+
+@pytest.mark.parametrize(("sender", "code"), [("permfail@x.test", 550), ("tempfail@x.test", 451)])
+def test_sender_local_part_steers_mail_from(sink: SmtpSink, sender: str, code: int) -> None:
+    with client(sink) as smtp:
+        smtp.ehlo("test")
+        assert smtp.mail(sender)[0] == code
+
+
+def test_peak_data_counts_concurrent_end_of_data_waits(sink: SmtpSink) -> None:
+    import threading
+
+    def send() -> None:
+        with client(sink) as smtp:
+            smtp.sendmail("a@example.org", ["slow0.5-x@x.test"], BODY)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sink.peak_data == 2
+
+
+def test_size_limit_is_announced() -> None:
+    with SmtpSink(size_limit=1000) as limited, client(limited) as smtp:
+        smtp.ehlo("test")
+        assert smtp.esmtp_features["size"] == "1000"

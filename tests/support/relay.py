@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ class RelayProcess:
             "log": {"level": "INFO"},
         }
         for name, port in self.metrics_ports.items():
-            defaults[name]["metrics_listen"] = f"127.0.0.1:{port}"
-            defaults[name]["shutdown_grace"] = "5s"
+            section = defaults.setdefault(name, {})
+            section["metrics_listen"] = f"127.0.0.1:{port}"
+            section["shutdown_grace"] = "5s"
         self.config = deep_merge(defaults, sections)
         self.config_path = workdir / "postline.toml"
         self.config_path.write_text(tomli_w.dumps(self.config))
@@ -76,7 +78,9 @@ class RelayProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "postline.cli", "--config", str(self.config_path), "run"],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         if wait_ready:
             self.wait_ready(ready_within)
@@ -86,8 +90,9 @@ class RelayProcess:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"relay exited early ({self.process.returncode}):\n"
-                                     + self.logs()[-4000:])
+                raise AssertionError(
+                    f"relay exited early ({self.process.returncode}):\n" + self.logs()[-4000:]
+                )
             if all(self.http_status(name, "/readyz") == 200 for name in SERVICES):
                 return
             time.sleep(0.1)
@@ -120,8 +125,9 @@ class RelayProcess:
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
-    def metric_value(self, name: str, labels: dict[str, str] | None = None,
-                     service: str = "ingress") -> float:
+    def metric_value(
+        self, name: str, labels: dict[str, str] | None = None, service: str = "ingress"
+    ) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
         from prometheus_client.parser import text_string_to_metric_families
 
@@ -135,7 +141,7 @@ class RelayProcess:
         return total
 
     def trail(self, which: str) -> list[dict[str, Any]]:
-        """Parsed lines of one trail file (``success``, ``failure``, ``queue``, ``conversation``)."""
+        """Parsed lines of one trail: ``success``, ``failure``, ``queue`` or ``conversation``."""
         path = self.trail_dir / TRAILS[which]
         if not path.exists():
             return []
@@ -150,3 +156,12 @@ class RelayProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def eventually(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until truthy; ``AssertionError`` naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)

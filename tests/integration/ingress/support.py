@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,15 @@ from postline.topology import Stage, topology_for
 from postline.values import HostPort
 
 PASSWORD = "correct horse battery staple"
+
+
+def b64(text: str) -> str:
+    return b64encode(text.encode()).decode()
+
+
+def plain(user: str, password: str, authzid: str = "") -> str:
+    """The AUTH PLAIN initial response for ``user``/``password``."""
+    return b64(f"{authzid}\0{user}\0{password}")
 
 
 def make_cert(directory: Path, name: str = "mx.test", days: int = 2) -> tuple[Path, Path]:

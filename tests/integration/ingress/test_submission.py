@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import smtplib
 import stat
 import subprocess
@@ -157,3 +158,21 @@ async def test_user_added_with_the_cli_can_authenticate_without_a_restart(
 
 async def _one_message(ingress: Any) -> bool:
     return len(await ingress.submitted()) == 1
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks (Debian package) not installed")
+async def test_swaks_submits_with_starttls_and_auth(
+    start_ingress: StartIngress, tls_settings: dict[str, Any]
+) -> None:
+    ingress = await start_ingress(**tls_settings)
+    command = ["swaks", "--server", f"{ingress.plain.host}:{ingress.plain.port}",
+               "--local-interface", "127.0.0.5", "--tls", "--auth", "LOGIN",
+               "--auth-user", "alice", "--auth-password", PASSWORD,
+               "--from", "alice@alice.test", "--to", "frank@example.net",
+               "--header", "Subject: swaks"]  # fmt: skip
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "<~  250 2.0.0 Ok: queued as" in done.stdout
+    [(body, envelope)] = await ingress.submitted()
+    assert envelope.auth_user == "alice" and envelope.tls
+    assert b"Subject: swaks" in body

@@ -18,7 +18,7 @@ DNS_TEMPORARY = reply(451, "4.4.3", "Temporary DNS failure")
 NO_MX_ADDRESS = reply(554, "5.4.4", "No address found for any mail exchanger")
 
 # Routing and policy
-PRIVATE_DESTINATION = reply(554, "5.4.4", "Refused: mail exchanger resolves to a private address")
+PRIVATE_DESTINATION = reply(554, "5.4.4", "Destination address refused (deny_private_destinations)")
 BAD_ADDRESS = reply(553, "5.1.3", "Bad recipient address syntax")
 DESTINATION_BUSY = reply(451, "4.4.5", "Destination busy, too many sessions in progress")
 SMTPUTF8_UNSUPPORTED = reply(553, "5.6.7", "Remote server does not support SMTPUTF8")

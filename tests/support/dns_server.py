@@ -132,12 +132,22 @@ class DnsServer:
             def handle(self) -> None:
                 server._serve_tcp(self.request)
 
-        socketserver.ThreadingUDPServer.allow_reuse_address = True
-        self._udp = socketserver.ThreadingUDPServer((self.host, self.port), Udp)
-        self._udp.daemon_threads = True
-        self.port = self._udp.server_address[1]
-        self._tcp = socketserver.ThreadingTCPServer((self.host, self.port), Tcp)
-        self._tcp.daemon_threads = True
+        wanted = self.port
+        for _ in range(20):  # port 0: find one free for both UDP and TCP
+            self._udp = socketserver.ThreadingUDPServer((self.host, wanted), Udp)
+            self._udp.daemon_threads = True
+            self.port = self._udp.server_address[1]
+            try:
+                self._tcp = socketserver.ThreadingTCPServer((self.host, self.port), Tcp)
+            except OSError:
+                self._udp.server_close()
+                if wanted:
+                    raise
+                continue
+            self._tcp.daemon_threads = True
+            break
+        else:
+            raise OSError("no port free for both UDP and TCP")
         for srv in (self._udp, self._tcp):
             thread = threading.Thread(target=srv.serve_forever, args=(0.1,), daemon=True)
             thread.start()

@@ -35,9 +35,10 @@ The sender's local part steers MAIL FROM: ``permfail...`` gets ``550 5.1.0``,
 
 Options: ``users`` (``{name: password}``) offers AUTH after STARTTLS and then
 requires it for MAIL (a smarthost); ``size_limit`` is the ``SIZE`` announced
-and enforced. ``peak_data`` is the largest number of transactions that were
-between the final dot and the reply at the same time (for concurrency caps);
-``auth_logins`` lists the user names that authenticated.
+and enforced; ``smtputf8=False`` stops announcing ``SMTPUTF8``. ``peak_data``
+is the largest number of transactions that were between the final dot and
+the reply at the same time (for concurrency caps); ``auth_logins`` lists the
+user names that authenticated.
 
 ``messages`` holds what was stored (raw bytes, ``decode_data=False``);
 ``attempts`` holds every RCPT address offered with the reply code given;
@@ -222,6 +223,7 @@ class SmtpSink:
         *,
         users: dict[str, str] | None = None,
         size_limit: int | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -232,6 +234,7 @@ class SmtpSink:
         self._busy = 0
         self._users = users
         self._size_limit = size_limit
+        self._smtputf8 = smtputf8
         self._lock = threading.Lock()
         self._offered: Counter[str] = Counter()
         self._hung_up: Counter[str] = Counter()
@@ -244,7 +247,11 @@ class SmtpSink:
     def start(self) -> None:
         if self.port == 0:
             self.port = _free_port(self.host)
-        kwargs: dict[str, Any] = {"decode_data": False, "ident": "postline-test-sink"}
+        kwargs: dict[str, Any] = {
+            "decode_data": False,
+            "ident": "postline-test-sink",
+            "enable_SMTPUTF8": self._smtputf8,
+        }
         if self._tls is not None:
             kwargs["tls_context"] = self._tls
         if self._size_limit is not None:

@@ -9,6 +9,7 @@ deadlines, never with sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from typing import Any
@@ -80,6 +81,7 @@ class DeliveryHarness:
         self.bus.add_consumer(Stage.EVENTS, self._on_event, prefetch=50)
         self.bus.add_consumer(Stage.SUBMIT, self._on_submit, prefetch=50)
         self._baseline = _counter(metrics.MESSAGES)
+        self._stopped = False
 
     async def _on_event(self, delivery: Delivery) -> None:
         self.events.append(Event.from_json(delivery.body))
@@ -94,6 +96,9 @@ class DeliveryHarness:
         await wait_until(lambda: self.service.ready, 10, "the delivery service to be ready")
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         await self.service.drain(2)
         await self.service.close()
         await self.bus.drain(1)
@@ -181,3 +186,45 @@ def _counter(counter: Counter) -> float:
         for sample in metric.samples
         if sample.name.endswith("_total")
     )
+
+
+class ScriptedServer:
+    """A bare SMTP peer on the test's loop: a fixed greeting, then one fixed reply per line.
+
+    For the replies the aiosmtpd sink cannot give (a ``421`` greeting, ``4xx`` to EHLO).
+    ``close_after_greeting`` hangs up right after the greeting.
+    """
+
+    def __init__(
+        self, host: str, port: int, greeting: str, reply: str = "250 OK", close: bool = False
+    ) -> None:
+        self.host, self.port = host, port
+        self.greeting, self.reply, self.close_after_greeting = greeting, reply, close
+        self.connections = 0
+        self.lines: list[str] = []
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ScriptedServer:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            writer.write(f"{self.greeting}\r\n".encode())
+            await writer.drain()
+            if self.close_after_greeting:
+                return
+            while line := await reader.readline():
+                self.lines.append(line.decode().rstrip())
+                writer.write(f"{self.reply}\r\n".encode())
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()

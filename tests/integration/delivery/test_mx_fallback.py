@@ -1,0 +1,103 @@
+"""Hosts that cannot take the mail now are skipped for the next MX; all down defers."""
+
+from __future__ import annotations
+
+import pytest
+
+from postline.models import EventKind
+from tests.integration.delivery.conftest import StartDelivery
+from tests.integration.delivery.harness import ScriptedServer
+from tests.support.dns_server import DnsServer
+from tests.support.sink import SmtpSink
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def two_mx(dns: DnsServer) -> None:
+    """mx1 (preference 10) on 127.0.0.2, mx2 (preference 20) on 127.0.0.1 where the sink is."""
+    dns.add_mx("x.test", 20, "mx2.x.test")
+    dns.add_mx("x.test", 10, "mx1.x.test")
+    dns.add_a("mx1.x.test", "127.0.0.2")
+    dns.add_a("mx2.x.test", "127.0.0.1")
+
+
+async def test_connection_refused_moves_on_to_the_next_mx(
+    start_delivery: StartDelivery, sink: SmtpSink
+) -> None:
+    harness = await start_delivery()
+    await harness.send(["alice@x.test"])
+    [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    assert delivered.mx_host == f"mx2.x.test[127.0.0.1]:{sink.port}"
+    talks = harness.of(EventKind.CONVERSATION)
+    first = next(t for t in talks if t.mx_host and t.mx_host.startswith("mx1"))
+    assert first.transcript is not None
+    assert any("4.4.1" in line for line in first.transcript), first.transcript
+
+
+async def test_421_greeting_moves_on_to_the_next_mx(
+    start_delivery: StartDelivery, sink: SmtpSink
+) -> None:
+    async with ScriptedServer("127.0.0.2", sink.port, "421 4.3.2 Too busy", close=True) as busy:
+        harness = await start_delivery()
+        await harness.send(["alice@x.test"])
+        [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    assert busy.connections == 1
+    assert delivered.mx_host is not None and delivered.mx_host.startswith("mx2.x.test")
+
+
+async def test_4xx_to_ehlo_moves_on_to_the_next_mx(
+    start_delivery: StartDelivery, sink: SmtpSink
+) -> None:
+    async with ScriptedServer("127.0.0.2", sink.port, "220 hi", reply="451 4.3.0 later") as mx1:
+        harness = await start_delivery()
+        await harness.send(["alice@x.test"])
+        [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    assert mx1.lines[0] == "EHLO relay.test"
+    assert delivered.mx_host is not None and delivered.mx_host.startswith("mx2.x.test")
+
+
+async def test_all_mx_down_defers_with_backoff(
+    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+) -> None:
+    dns.add_mx("down.test", 10, "mx1.x.test")
+    dns.add_mx("down.test", 20, "mx3.x.test")
+    dns.add_a("mx3.x.test", "127.0.0.3")
+    harness = await start_delivery(retry_schedule="5m")
+    await harness.send(["alice@down.test"])
+    [deferred] = await harness.wait_for(EventKind.DEFERRED, "alice@down.test")
+    assert deferred.reply is not None and deferred.reply.enhanced == "4.4.1"
+    assert deferred.mx_host is not None and deferred.mx_host.startswith("mx3.x.test")
+    assert deferred.next_attempt_at is not None
+    assert 299 <= (deferred.next_attempt_at - deferred.at).total_seconds() <= 301
+
+
+async def test_cname_mx_target_is_followed(
+    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+) -> None:
+    dns.add_mx("alias.test", 10, "mail.alias.test")
+    dns.add_cname("mail.alias.test", "mx2.x.test")
+    harness = await start_delivery()
+    await harness.send(["alice@alias.test"])
+    [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@alias.test")
+    assert delivered.mx_host == f"mail.alias.test[127.0.0.1]:{sink.port}"
+
+
+async def test_ipv6_address_is_used_when_present(
+    start_delivery: StartDelivery, dns: DnsServer, smtp_port: int
+) -> None:
+    dns.add_mx("six.test", 10, "mx6.six.test")
+    dns.add_aaaa("mx6.six.test", "::1")
+    try:
+        sink6 = SmtpSink("::1", smtp_port)
+        sink6.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        harness = await start_delivery()
+        await harness.send(["alice@six.test"])
+        [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@six.test")
+        assert delivered.mx_host == f"mx6.six.test[::1]:{smtp_port}"
+        assert len(sink6.wait_for(1, 5)) == 1
+    finally:
+        sink6.stop()

@@ -1,0 +1,123 @@
+"""routes (per-domain next hop) and smarthost (everything via one relay, AUTH only over TLS)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postline.models import EventKind
+from tests.integration.delivery.conftest import StartDelivery
+from tests.integration.delivery.harness import free_port
+from tests.support.dns_server import DnsServer
+from tests.support.sink import SmtpSink, self_signed_cert
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def other_sink() -> Iterator[SmtpSink]:
+    """A second receiver on another address and port, reachable only through a route."""
+    with SmtpSink("127.0.0.2", free_port("127.0.0.2")) as server:
+        yield server
+
+
+async def test_route_sends_a_domain_to_its_next_hop_without_mx_lookup(
+    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink, other_sink: SmtpSink
+) -> None:
+    dns.add_mx("x.test", 10, "mx.x.test")
+    dns.add_a("mx.x.test", "127.0.0.1")
+    harness = await start_delivery(routes={"Routed.Test": f"[127.0.0.2]:{other_sink.port}"})
+    await harness.send(["a@routed.test", "b@x.test"])
+    [routed] = await harness.wait_for(EventKind.DELIVERED, "a@routed.test")
+    await harness.wait_for(EventKind.DELIVERED, "b@x.test")
+    assert routed.mx_host == f"127.0.0.2[127.0.0.2]:{other_sink.port}"
+    assert [m.rcpt_tos for m in other_sink.wait_for(1, 5)] == [("a@routed.test",)]
+    assert [m.rcpt_tos for m in sink.wait_for(1, 5)] == [("b@x.test",)]
+    assert not any(name == "routed.test" for name, _ in dns.queries)
+
+
+async def test_route_without_brackets_uses_the_mx_of_the_hop(
+    start_delivery: StartDelivery, dns: DnsServer, other_sink: SmtpSink
+) -> None:
+    dns.add_mx("hub.test", 10, "mx.hub.test")
+    dns.add_a("mx.hub.test", "127.0.0.2")
+    harness = await start_delivery(routes={"routed.test": f"hub.test:{other_sink.port}"})
+    await harness.send(["a@routed.test"])
+    [event] = await harness.wait_for(EventKind.DELIVERED, "a@routed.test")
+    assert event.mx_host == f"mx.hub.test[127.0.0.2]:{other_sink.port}"
+    assert ("hub.test", "MX") in dns.queries
+
+
+async def test_smarthost_takes_every_domain_without_dns(
+    start_delivery: StartDelivery, dns: DnsServer, other_sink: SmtpSink
+) -> None:
+    harness = await start_delivery(smarthost=f"[127.0.0.2]:{other_sink.port}")
+    await harness.send(["a@one.test", "b@two.test"])
+    await harness.wait_for(EventKind.DELIVERED, "a@one.test")
+    await harness.wait_for(EventKind.DELIVERED, "b@two.test")
+    assert sorted(m.rcpt_tos for m in other_sink.wait_for(2, 5)) == [
+        ("a@one.test",),
+        ("b@two.test",),
+    ]
+    assert dns.queries == []
+
+
+@pytest.fixture
+def auth_smarthost(tmp_path: Path) -> Iterator[SmtpSink]:
+    cert, key = self_signed_cert(tmp_path, "relay.test")
+    with SmtpSink(
+        "127.0.0.2", free_port("127.0.0.2"), cert, key, users={"postline": "s3cret-pw"}
+    ) as server:
+        yield server
+
+
+async def test_smarthost_auth_over_tls_delivers_and_never_logs_the_password(
+    start_delivery: StartDelivery, auth_smarthost: SmtpSink
+) -> None:
+    harness = await start_delivery(
+        smarthost=f"[127.0.0.2]:{auth_smarthost.port}",
+        smarthost_username="postline",
+        smarthost_password="s3cret-pw",
+    )
+    await harness.send(["a@one.test"])
+    await harness.wait_for(EventKind.DELIVERED, "a@one.test")
+    [received] = auth_smarthost.wait_for(1, 5)
+    assert received.tls
+    assert auth_smarthost.auth_logins == ["postline"]
+    await harness.flush(1)
+    lines = [line for e in harness.of(EventKind.CONVERSATION) for line in e.transcript or []]
+    assert "> AUTH (credentials not logged)" in lines
+    assert all("s3cret" not in e.to_json().decode() for e in harness.events)
+
+
+async def test_smarthost_auth_failure_defers(
+    start_delivery: StartDelivery, auth_smarthost: SmtpSink
+) -> None:
+    harness = await start_delivery(
+        smarthost=f"[127.0.0.2]:{auth_smarthost.port}",
+        smarthost_username="postline",
+        smarthost_password="wrong",
+        retry_schedule="1m",
+    )
+    await harness.send(["a@one.test"])
+    [deferred] = await harness.wait_for(EventKind.DEFERRED, "a@one.test")
+    assert deferred.reply is not None and deferred.reply.enhanced == "4.7.0"
+    assert "535" in deferred.reply.text
+
+
+async def test_smarthost_credentials_are_never_sent_without_tls(
+    start_delivery: StartDelivery, other_sink: SmtpSink
+) -> None:
+    harness = await start_delivery(
+        smarthost=f"[127.0.0.2]:{other_sink.port}",
+        smarthost_username="postline",
+        smarthost_password="s3cret-pw",
+        retry_schedule="1m",
+    )
+    await harness.send(["a@one.test"])
+    [deferred] = await harness.wait_for(EventKind.DEFERRED, "a@one.test")
+    assert deferred.reply is not None and deferred.reply.enhanced == "4.7.0"
+    assert "unencrypted" in deferred.reply.text
+    assert other_sink.messages == []

@@ -1,0 +1,92 @@
+"""tls_policy: opportunistic tolerates self-signed certificates; verify and required insist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postline.models import Event, EventKind
+from tests.integration.delivery.conftest import StartDelivery
+from tests.support.dns_server import DnsServer
+from tests.support.sink import SmtpSink, self_signed_cert
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> tuple[str, str]:
+    return self_signed_cert(tmp_path, "mx.x.test")
+
+
+@pytest.fixture
+def tls_sink(smtp_port: int, cert: tuple[str, str]) -> Iterator[SmtpSink]:
+    with SmtpSink("127.0.0.1", smtp_port, tls_cert=cert[0], tls_key=cert[1]) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def mx(dns: DnsServer) -> None:
+    for domain in ("x.test", "bank.test"):
+        dns.add_mx(domain, 10, "mx.x.test")
+    dns.add_a("mx.x.test", "127.0.0.1")
+
+
+def transcript(events: list[Event]) -> str:
+    return "\n".join(line for e in events for line in e.transcript or [])
+
+
+async def test_opportunistic_tls_accepts_a_self_signed_certificate(
+    start_delivery: StartDelivery, tls_sink: SmtpSink
+) -> None:
+    harness = await start_delivery()  # tls_policy defaults to opportunistic
+    await harness.send(["alice@x.test"])
+    await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    [received] = tls_sink.wait_for(1, 5)
+    assert received.tls
+    text = transcript(harness.of(EventKind.CONVERSATION))
+    assert "> STARTTLS" in text
+    assert "certificate unverified" in text
+
+
+async def test_verify_defers_when_the_certificate_cannot_be_verified(
+    start_delivery: StartDelivery, tls_sink: SmtpSink
+) -> None:
+    harness = await start_delivery(tls_policy="verify", retry_schedule="1m")
+    await harness.send(["alice@x.test"])
+    [deferred] = await harness.wait_for(EventKind.DEFERRED, "alice@x.test")
+    assert deferred.reply is not None and deferred.reply.enhanced == "4.7.5"
+    assert tls_sink.messages == []
+
+
+async def test_verify_delivers_when_the_certificate_is_trusted_for_the_mx_name(
+    start_delivery: StartDelivery, tls_sink: SmtpSink, cert: tuple[str, str]
+) -> None:
+    harness = await start_delivery(tls_policy="verify", tls_ca_file=cert[0])
+    await harness.send(["alice@x.test"])
+    await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    assert tls_sink.wait_for(1, 5)[0].tls
+    assert "certificate verified" in transcript(harness.of(EventKind.CONVERSATION))
+
+
+async def test_per_domain_required_defers_when_tls_is_not_offered(
+    start_delivery: StartDelivery, sink: SmtpSink
+) -> None:
+    harness = await start_delivery(
+        tls_domain_policies={"bank.test": "required"}, retry_schedule="1m"
+    )
+    await harness.send(["alice@bank.test", "bob@x.test"])
+    [deferred] = await harness.wait_for(EventKind.DEFERRED, "alice@bank.test")
+    assert deferred.reply is not None and deferred.reply.enhanced == "4.7.4"
+    await harness.wait_for(EventKind.DELIVERED, "bob@x.test")  # other domains: opportunistic
+    assert [m.rcpt_tos for m in sink.messages] == [("bob@x.test",)]
+
+
+async def test_policy_none_never_starts_tls(
+    start_delivery: StartDelivery, tls_sink: SmtpSink
+) -> None:
+    harness = await start_delivery(tls_policy="none")
+    await harness.send(["alice@x.test"])
+    await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    assert not tls_sink.wait_for(1, 5)[0].tls

@@ -1,0 +1,46 @@
+"""A decision plus the retry plan gives each recipient exactly one outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from postline.delivery.outcome import settle
+from postline.delivery.retry import RetryPlan
+from postline.delivery.transaction import Decision
+from postline.delivery.trouble import Phase
+from postline.models import EventKind
+from postline.reply import SmtpReply
+
+LATER = RetryPlan("1m", datetime(2025, 1, 1, 0, 1, tzinfo=UTC))
+EXPIRED = RetryPlan(None, None)
+
+
+def decision(code: int, phase: Phase = Phase.RCPT) -> Decision:
+    return Decision(SmtpReply(code=code), phase, "mx[192.0.2.1]:25")
+
+
+def test_2xx_is_delivered_whatever_the_plan() -> None:
+    assert settle("a@x", decision(250, Phase.DATA), EXPIRED, 60).kind is EventKind.DELIVERED
+
+
+def test_5xx_is_bounced() -> None:
+    outcome = settle("a@x", decision(550), LATER, 60)
+    assert outcome.kind is EventKind.BOUNCED
+    assert outcome.reason == "remote replied to RCPT TO"
+
+
+def test_4xx_is_deferred_with_the_plan() -> None:
+    outcome = settle("a@x", decision(451), LATER, 60)
+    assert outcome.kind is EventKind.DEFERRED
+    assert outcome.next_attempt_at == LATER.next_attempt_at
+    assert outcome.reason == "remote replied to RCPT TO; retry via tier 1m"
+
+
+def test_4xx_past_the_lifetime_is_expired() -> None:
+    outcome = settle("a@x", decision(451), EXPIRED, 86400 * 5)
+    assert outcome.kind is EventKind.EXPIRED
+    assert outcome.reason == "expired: not delivered within 5d; last: remote replied to RCPT TO"
+
+
+def test_552_at_rcpt_is_deferred() -> None:
+    assert settle("a@x", decision(552), LATER, 60).kind is EventKind.DEFERRED

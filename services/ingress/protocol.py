@@ -160,7 +160,11 @@ class IngressSMTP(AuthCommands, Commands, SMTP):
                 await self._serve()
         except SessionTimeout as timeout:
             self.abort(timeout.reply, "timeout")
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError):  # reset, broken TLS, ...
+            self.close()
+        except Exception:
+            metrics.INTERNAL_ERRORS.inc()
+            log.exception("session failed", extra=self.conn.log_fields())
             self.close()
 
     async def _open(self) -> bool:
@@ -269,8 +273,8 @@ class IngressSMTP(AuthCommands, Commands, SMTP):
         arg = arg_bytes.decode("utf-8", errors="surrogateescape").strip(" ")
         try:
             await command(arg)
-        except (SessionTimeout, LineError, ConnectionError, asyncio.IncompleteReadError):
-            raise
+        except (SessionTimeout, LineError, OSError, asyncio.IncompleteReadError):
+            raise  # the session itself is over or out of step; not a policy failure
         except Exception:
             metrics.INTERNAL_ERRORS.inc()
             log.exception("unexpected error in %s", verb, extra=self.conn.log_fields())

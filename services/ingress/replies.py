@@ -65,7 +65,6 @@ AUTH_BAD_RESPONSE = reply(501, "5.5.2", "Malformed authentication response")
 AUTH_CANCELLED = reply(501, "5.7.0", "Authentication cancelled")
 AUTH_LOCKED = reply(454, "4.7.0", "Too many authentication failures; try again later")
 AUTH_TOO_MANY = reply(421, "4.7.0", "Too many authentication failures; closing connection")
-AUTH_UNAVAILABLE = reply(454, "4.7.0", "Temporary authentication failure")
 
 # -- policy and limits ---------------------------------------------------------------------
 RELAY_DENIED = reply(554, "5.7.1", "Relay access denied")

@@ -49,7 +49,11 @@ class IngressSettings(BaseModel):
         default=25 * 1024 * 1024, description="Largest message accepted, in bytes (SIZE)."
     )
     max_recipients: int = Field(default=100, ge=1, le=100_000, description="RCPTs per message.")
-    proxy_protocol: bool = Field(default=False, description="Expect a PROXY v1/v2 header.")
+    proxy_protocol: bool = Field(
+        default=False,
+        description="Every connection must come from trusted_proxies and start with a "
+        "PROXY v1/v2 header (all listeners).",
+    )
     trusted_proxies: list[Network] = Field(
         default_factory=list, description="Networks allowed to send a PROXY header."
     )

@@ -123,7 +123,11 @@ class UserStore:
         if self._path is None:
             return
         async with self._lock:
-            stamp = await asyncio.to_thread(_stamp_of, self._path)
+            try:
+                stamp = await asyncio.to_thread(_stamp_of, self._path)
+            except OSError as error:
+                log.error("users file not readable, keeping the previous users: %s", error)
+                return
             if stamp == self._stamp:
                 return
             self._stamp = stamp

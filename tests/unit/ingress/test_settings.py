@@ -42,7 +42,7 @@ def test_durations_and_zero_delays() -> None:
 )
 def test_inconsistent_keys_are_refused(keys: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        IngressSettings(hostname="mx.test", **keys)  # type: ignore[arg-type]
+        IngressSettings(hostname="mx.test", **keys)
 
 
 def test_server_context_refuses_anything_below_tls_1_2(tmp_path: Path) -> None:

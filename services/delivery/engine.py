@@ -163,7 +163,8 @@ class Engine:
         reusable = False
         try:
             await transaction.run(connection)
-            reusable = connection.alive
+            closing = any(d.reply.code == 421 for d in transaction.decided.values())
+            reusable = connection.alive and not closing
         except Exception as error:
             reply = reply_for(error, transaction.phase, label)
             connection.note(f"failed: {reply}")

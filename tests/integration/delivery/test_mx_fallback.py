@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from postline.models import EventKind
@@ -101,3 +103,23 @@ async def test_ipv6_address_is_used_when_present(
         assert len(sink6.wait_for(1, 5)) == 1
     finally:
         sink6.stop()
+
+
+async def test_silent_server_times_out_and_the_next_mx_is_used(
+    start_delivery: StartDelivery, sink: SmtpSink
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accept, never greet, wait for the client to give up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.2", sink.port)
+    try:
+        harness = await start_delivery(connect_timeout="0.5s")
+        await harness.send(["alice@x.test"])
+        [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert delivered.mx_host is not None and delivered.mx_host.startswith("mx2.x.test")
+    mx1 = [t for t in harness.of(EventKind.CONVERSATION) if (t.mx_host or "").startswith("mx1")]
+    assert any("4.4.1" in line and "imed out" in line for line in mx1[0].transcript or [])

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
 
 from postline.ingress.service import IngressService
 from postline.ingress.state import Listener
 from postline.ingress.users import add_user
-from postline.models import ENVELOPE_HEADER, Envelope
+from postline.models import ENVELOPE_HEADER, Envelope, Event
 from postline.settings import Settings
 from postline.topology import Stage, topology_for
 from postline.values import HostPort
@@ -72,17 +73,36 @@ class Running:
         """Take every message waiting in the submit queue."""
         return await take_all(self.settings.broker.url, self.submit_queue)
 
+    async def events(self) -> list[Event]:
+        """Take every event waiting in the events queue."""
+        queue = topology_for(self.settings).queue_name(Stage.EVENTS)
+        return [
+            Event.from_json(body) for body in await take_bodies(self.settings.broker.url, queue)
+        ]
 
-async def take_all(url: str, queue_name: str) -> list[tuple[bytes, Envelope]]:
+
+async def take_messages(url: str, queue_name: str) -> list[AbstractIncomingMessage]:
     connection = await aio_pika.connect(url, timeout=10)
     try:
         channel = await connection.channel()
         queue = await channel.declare_queue(queue_name, passive=True)
-        taken: list[tuple[bytes, Envelope]] = []
+        taken: list[AbstractIncomingMessage] = []
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            raw = (message.headers or {})[ENVELOPE_HEADER]
-            assert isinstance(raw, str | bytes)
-            taken.append((message.body, Envelope.from_header(raw)))
+            taken.append(message)
         return taken
     finally:
         await connection.close()
+
+
+async def take_bodies(url: str, queue_name: str) -> list[bytes]:
+    return [message.body for message in await take_messages(url, queue_name)]
+
+
+async def take_all(url: str, queue_name: str) -> list[tuple[bytes, Envelope]]:
+    """Bodies and envelopes of every message waiting in ``queue_name``."""
+    taken = []
+    for message in await take_messages(url, queue_name):
+        raw = (message.headers or {})[ENVELOPE_HEADER]
+        assert isinstance(raw, str | bytes)
+        taken.append((message.body, Envelope.from_header(raw)))
+    return taken

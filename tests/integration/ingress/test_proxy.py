@@ -163,3 +163,16 @@ async def test_proxy_header_before_implicit_tls(
     assert (await client.reply()).code == 220
     assert await relay_code(client) == 250
     await client.close()
+
+
+async def test_ipv4_mapped_proxied_address_is_judged_as_ipv4(start_ingress: StartIngress) -> None:
+    ingress = await start_ingress(**PROXY_KEYS)
+    header = b"PROXY TCP6 ::ffff:10.1.2.3 2001:db8::25 40000 587\r\n"
+    client = await proxied(ingress, header)
+    assert await relay_code(client) == 250
+    assert (await client.command("DATA")).code == 354
+    await client.send(b"Subject: mapped\r\n\r\nx\r\n.\r\n")
+    assert (await client.reply()).code == 250
+    await client.close()
+    [(_, envelope)] = await ingress.submitted()
+    assert envelope.client_ip == "10.1.2.3"

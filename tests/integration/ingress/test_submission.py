@@ -15,7 +15,9 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from postline.bus import PublishError
 from postline.ingress.users import load_users
+from postline.models import EventKind
 from tests.integration.ingress.client import RawClient, client_tls
 from tests.integration.ingress.conftest import StartIngress
 from tests.integration.ingress.support import PASSWORD
@@ -176,3 +178,46 @@ async def test_swaks_submits_with_starttls_and_auth(
     [(body, envelope)] = await ingress.submitted()
     assert envelope.auth_user == "alice" and envelope.tls
     assert b"Subject: swaks" in body
+
+
+async def test_received_event_describes_the_queued_message(start_ingress: StartIngress) -> None:
+    ingress = await start_ingress()
+    client = await RawClient.connect(*ingress.plain)
+    await client.ehlo()
+    assert (await client.command("MAIL FROM:<alice@example.org>")).code == 250
+    assert (await client.command("RCPT TO:<bob@example.net>")).code == 250
+    assert (await client.command("DATA")).code == 354
+    await client.send(MESSAGE + b".\r\n")
+    queue_id = (await client.reply()).text.rsplit(" ", 1)[1]
+    await client.close()
+    events: list[Any] = []
+
+    async def arrived() -> bool:
+        events.extend(await ingress.events())
+        return bool(events)
+
+    await wait_until(arrived, 10, "the received event")
+    [event] = events
+    assert event.kind == EventKind.RECEIVED and event.message_id == queue_id
+    assert event.mail_from == "alice@example.org" and event.rcpt_to == ("bob@example.net",)
+    assert event.size == len(MESSAGE) and event.client_ip == "127.0.0.1"
+
+
+async def test_failed_received_event_does_not_change_the_250(
+    start_ingress: StartIngress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingress = await start_ingress()
+
+    async def events_down(*_: Any) -> None:
+        raise PublishError("events exchange unavailable")
+
+    monkeypatch.setattr(ingress.service.bus, "publish_events", events_down)
+    client = await RawClient.connect(*ingress.plain)
+    await client.ehlo()
+    assert (await client.command("MAIL FROM:<alice@example.org>")).code == 250
+    assert (await client.command("RCPT TO:<bob@example.net>")).code == 250
+    assert (await client.command("DATA")).code == 354
+    await client.send(MESSAGE + b".\r\n")
+    assert (await client.reply()).text.startswith("250 2.0.0 Ok: queued as")
+    await client.close()
+    assert len(await ingress.submitted()) == 1

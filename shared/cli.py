@@ -2,7 +2,7 @@
 
 Commands: ``ingress``, ``filter``, ``delivery``, ``audit`` run one service;
 ``run`` runs all four in one process; ``topology show|export|declare``;
-``user add``. Errors are one clear line on stderr and a non-zero exit
+``config check|reference``; ``user add``. Errors are one clear line on stderr and a non-zero exit
 (2 for configuration errors, 1 otherwise).
 """
 
@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run all four services in one process (local use)")
     topo = commands.add_parser("topology", help="show, export or declare the RabbitMQ topology")
     topo.add_argument("action", nargs="?", default="show", choices=("show", "export", "declare"))
+    conf = commands.add_parser("config", help="check a configuration or print the reference")
+    conf.add_argument("action", nargs="?", default="check", choices=("check", "reference"))
     user = commands.add_parser("user", help="manage submission users")
     user_cmds = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = user_cmds.add_parser("add", help="add or update a user (password from stdin or prompt)")
@@ -88,6 +90,13 @@ async def _declare(settings: Settings, topo: object) -> None:
         await connection.close()
 
 
+def _config(action: str, settings: Settings) -> int:
+    from postline.config_docs import effective_toml, reference_markdown
+
+    print(reference_markdown() if action == "reference" else effective_toml(settings), end="")
+    return 0
+
+
 def _user_add(args: argparse.Namespace, settings: Settings | None) -> int:
     from postline.ingress.users import add_user
 
@@ -116,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log.level)
         if args.command == "topology":
             return _topology(args.action, settings)
+        if args.command == "config":
+            return _config(args.action, settings)
         names = SERVICES if args.command == "run" else (args.command,)
         return _run_services(names, settings)
     except ConfigError as error:

@@ -15,9 +15,13 @@ forms of RFC 6533 are used (``message/global-delivery-status``,
 ``message/global-headers``, ``utf-8;`` address type).
 
 ``dsn_envelope`` is the envelope it travels under: null sender, the original
-sender as the only recipient, ``is_bounce`` set (so it is never bounced).
+sender as the only recipient, ``is_bounce`` set (so it is never bounced), and
+a message id derived from the original's and the attempt (``<id>.B<attempt>``)
+so a DSN published twice after a crash is visibly the same DSN.
 Whether to send one at all (never for a null sender, never for a bounce) is
-``wants_dsn``'s decision. Pure functions, no I/O.
+``wants_dsn``'s decision. ``bounce`` bundles the three for a service: the DSN
+bytes, its envelope and the ``dsn_sent`` event. Delivery (bounced, expired)
+and filter (rejected) both use it. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from postline.models import Envelope, new_message_id
+from postline.models import Envelope, Event, EventKind
 from postline.reply import SmtpReply
 
 _HEADER_LIMIT = 64 * 1024
@@ -47,9 +51,9 @@ def wants_dsn(envelope: Envelope) -> bool:
     return bool(envelope.mail_from) and not envelope.is_bounce
 
 
-def dsn_envelope(original: Envelope, now: datetime) -> Envelope:
+def dsn_envelope(original: Envelope, now: datetime, attempt: int = 0) -> Envelope:
     return Envelope(
-        message_id=new_message_id(),
+        message_id=f"{original.message_id}.B{attempt}",
         mail_from="",
         rcpt_to=(original.mail_from,),
         received_at=now,
@@ -160,3 +164,34 @@ def _status_fields(
 
 def _crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def bounce(
+    original: Envelope,
+    body: bytes,
+    failed: Sequence[FailedRecipient],
+    *,
+    reporting_mta: str,
+    service: str,
+    attempt: int,
+    now: datetime,
+) -> tuple[bytes, Envelope, Event]:
+    """The DSN for ``failed`` recipients of ``original``, its envelope and its event."""
+    envelope = dsn_envelope(original, now, attempt)
+    data = build_dsn(
+        original, body, failed, reporting_mta=reporting_mta,
+        dsn_message_id=envelope.message_id, now=now,
+    )  # fmt: skip
+    key = f"postline:{original.message_id}:{attempt}:{EventKind.DSN_SENT}"
+    event = Event(
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, key).hex,
+        kind=EventKind.DSN_SENT,
+        service=service,
+        message_id=original.message_id,
+        mail_from=original.mail_from,
+        rcpt_to=tuple(f.recipient for f in failed),
+        attempt=attempt,
+        reason=f"delivery status notification {envelope.message_id} queued "
+        f"to <{original.mail_from}>",
+    )
+    return data, envelope, event

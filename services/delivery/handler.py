@@ -25,12 +25,11 @@ from datetime import datetime
 
 from postline.bus import Bus, Delivery
 from postline.delivery import metrics, replies
-from postline.delivery.dsn import FailedRecipient, build_dsn, dsn_envelope, wants_dsn
 from postline.delivery.engine import Conversation, Engine
 from postline.delivery.outcome import (
+    SERVICE,
     Outcome,
     conversation_events,
-    dsn_event,
     recipient_events,
     settle,
 )
@@ -39,6 +38,7 @@ from postline.delivery.route import domain_of
 from postline.delivery.settings import DeliverySettings
 from postline.delivery.transaction import Decision, Transaction
 from postline.delivery.trouble import Phase
+from postline.dsn import FailedRecipient, bounce, wants_dsn
 from postline.models import Envelope, Event, EventKind, utcnow
 from postline.topology import Stage
 
@@ -140,20 +140,14 @@ class DeliveryHandler:
         self, envelope: Envelope, body: bytes, failed: list[Outcome], attempt: int, now: datetime
     ) -> tuple[bytes, Envelope, Event]:
         """The DSN for ``failed``, its envelope and the ``dsn_sent`` event."""
-        dsn = dsn_envelope(envelope, now)
         items = [
             FailedRecipient(o.recipient, o.reply, o.mx_host, o.kind is EventKind.EXPIRED)
             for o in failed
         ]
-        data = build_dsn(
-            envelope,
-            body,
-            items,
-            reporting_mta=self.settings.helo_name,
-            dsn_message_id=dsn.message_id,
-            now=now,
-        )
-        return data, dsn, dsn_event(envelope, attempt, dsn, tuple(o.recipient for o in failed))
+        return bounce(
+            envelope, body, items, reporting_mta=self.settings.helo_name,
+            service=SERVICE, attempt=attempt, now=now,
+        )  # fmt: skip
 
     def _account(self, envelope: Envelope, outcomes: list[Outcome], now: datetime) -> None:
         queued = (now - envelope.received_at).total_seconds()

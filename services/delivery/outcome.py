@@ -124,16 +124,3 @@ def conversation_events(
         )
         for talk in conversations
     ]
-
-
-def dsn_event(envelope: Envelope, attempt: int, dsn: Envelope, failed: tuple[str, ...]) -> Event:
-    return Event(
-        event_id=event_id(envelope.message_id, attempt, EventKind.DSN_SENT, ""),
-        kind=EventKind.DSN_SENT,
-        service=SERVICE,
-        message_id=envelope.message_id,
-        mail_from=envelope.mail_from,
-        rcpt_to=failed,
-        attempt=attempt,
-        reason=f"delivery status notification {dsn.message_id} queued to <{envelope.mail_from}>",
-    )

@@ -2,10 +2,11 @@
 
 Passed: publish the ``filtered`` event, then the (possibly re-headed) message
 to ``deliver`` with the same envelope. Rejected: one ``rejected`` event per
-recipient (reply and reason, for the failure trail); nothing goes to
-``deliver``. The handler returns (and the bus acks) only after those
-publishes are confirmed; any exception reaches the bus, which requeues
-(``Poison``: parks).
+recipient (reply and reason, for the failure trail) and, unless the sender is
+null or the message is itself a bounce, one DSN to the sender through
+``submit`` with its ``dsn_sent`` event; nothing goes to ``deliver``. The
+handler returns (and the bus acks) only after those publishes are confirmed;
+any exception reaches the bus, which requeues (``Poison``: parks).
 
 The event is published before the message: if the deliver publish fails, the
 redelivered message yields the same event again, and event ids are derived
@@ -15,14 +16,16 @@ turn a failed event publish into a second copy of the mail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from postline.bus import Bus, Delivery, Poison
+from postline.dsn import FailedRecipient, bounce, wants_dsn
 from postline.filter import metrics, replies
 from postline.filter.chain import Chain, FilterDeferred, FilterTimeout, Outcome
 from postline.filter.message import FilterMessage
-from postline.models import Envelope, Event, EventKind
+from postline.models import Envelope, Event, EventKind, utcnow
 from postline.topology import Stage
 
 log = logging.getLogger("postline.filter")
@@ -32,9 +35,10 @@ SERVICE = "filter"
 class FilterHandler:
     """Runs ``chain`` over each delivery and hands the result on through ``bus``."""
 
-    def __init__(self, chain: Chain, bus: Bus) -> None:
+    def __init__(self, chain: Chain, bus: Bus, *, reporting_mta: str) -> None:
         self.chain = chain
         self.bus = bus
+        self.reporting_mta = reporting_mta
 
     async def __call__(self, delivery: Delivery) -> None:
         envelope = delivery.envelope()
@@ -46,13 +50,32 @@ class FilterHandler:
             await self.bus.publish_stage(Stage.DELIVER, data, envelope)
             metrics.MESSAGES.labels(metrics.PASSED).inc()
             return
-        await self.bus.publish_events(rejected_events(envelope, outcome))
+        events = rejected_events(envelope, outcome)
+        if wants_dsn(envelope):
+            await self._bounce(envelope, delivery.body, events)
+        else:
+            await self.bus.publish_events(events)
         metrics.MESSAGES.labels(metrics.REJECTED).inc()
         log.info(
             "message rejected by filter %s: %s",
             outcome.decided_by,
             outcome.decision.reason,
             extra={"message_id": envelope.message_id},
+        )
+
+    async def _bounce(self, envelope: Envelope, body: bytes, events: list[Event]) -> None:
+        """Queue the DSN for the rejected recipients, with every event, all confirmed."""
+        failed = [
+            FailedRecipient(e.recipient or "", e.reply or replies.REJECTED, mx_host=None)
+            for e in events
+        ]
+        data, dsn, sent = bounce(
+            envelope, body, failed, reporting_mta=self.reporting_mta,
+            service=SERVICE, attempt=envelope.attempt, now=utcnow(),
+        )  # fmt: skip
+        await asyncio.gather(
+            self.bus.publish_events([*events, sent]),
+            self.bus.publish_stage(Stage.SUBMIT, data, dsn),
         )
 
     async def _run(self, message: FilterMessage) -> Outcome:

@@ -29,7 +29,8 @@ def build(settings: Settings, supervisor: Supervisor) -> Service:
     section = effective_settings(settings)
     chain = Chain(build_filters(section), section.timeout)
     worker = Worker("filter", settings, supervisor, Stage.SUBMIT, section.concurrency)
-    worker.set_handler(FilterHandler(chain, worker.bus))
+    reporting_mta = section.hostname or settings.ingress.hostname
+    worker.set_handler(FilterHandler(chain, worker.bus, reporting_mta=reporting_mta))
     return worker
 
 

@@ -170,25 +170,39 @@ async def test_message_on_submit_arrives_on_deliver_with_added_headers_and_same_
     assert await queue_depth(rig.settings.broker.url, submit) == 0
 
 
-async def test_rejecting_filter_yields_rejected_events_and_nothing_on_deliver(
+async def test_rejecting_filter_yields_rejected_events_one_dsn_and_nothing_on_deliver(
     rig_factory: Callable[..., Awaitable[Rig]],
 ) -> None:
     rig = await rig_factory(consume_deliver=False, chain=["headers", f"{HERE}:RejectAll"])
     env = envelope("john@partner.test", "ann@other.test")
     await rig.probe.publish_stage(Stage.SUBMIT, HEADERS + b"\r\n" + BODY, env)
-    await wait_until(lambda: len(rig.of_kind(EventKind.REJECTED)) == 2, 15, "rejected events")
-    rejected = rig.of_kind(EventKind.REJECTED)
-    assert {e.recipient for e in rejected} == {"john@partner.test", "ann@other.test"}
-    for event in rejected:
-        assert event.message_id == env.message_id
+    dsn_id = f"{env.message_id}.B0"
+
+    def rejected(message_id: str) -> list[Event]:
+        return [e for e in rig.of_kind(EventKind.REJECTED) if e.message_id == message_id]
+
+    await wait_until(lambda: len(rejected(env.message_id)) == 2, 15, "rejected events")
+    assert {e.recipient for e in rejected(env.message_id)} == {
+        "john@partner.test",
+        "ann@other.test",
+    }
+    for event in rejected(env.message_id):
         assert str(event.reply) == "554 5.7.1 Rejected by test policy"
         assert event.reason == "rejected by filter reject-all: policy says no"
+    [sent] = rig.of_kind(EventKind.DSN_SENT)
+    assert sent.message_id == env.message_id and dsn_id in (sent.reason or "")
+    assert set(sent.rcpt_to or ()) == {"john@partner.test", "ann@other.test"}
+    # The DSN itself went through submit; this chain rejects it too, and a bounce never
+    # bounces: its rejection is recorded and no second DSN follows.
+    await wait_until(lambda: rejected(dsn_id), 15, "the DSN to pass through the filter")
+    assert [e.recipient for e in rejected(dsn_id)] == ["mary@company.test"]
     # Once stopped, the service has either acked the message or returned it to submit.
     await rig.stop_service()
     topology = topology_for(rig.settings)
     assert await queue_depth(rig.settings.broker.url, topology.queue_name(Stage.SUBMIT)) == 0
     assert await queue_depth(rig.settings.broker.url, topology.queue_name(Stage.DELIVER)) == 0
     assert rig.of_kind(EventKind.FILTERED) == []
+    assert len(rig.of_kind(EventKind.DSN_SENT)) == 1
 
 
 async def test_filter_past_its_timeout_requeues_until_the_message_is_parked(

@@ -6,7 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
-from postline.delivery.dsn import (
+from postline.dsn import (
     FailedRecipient,
     build_dsn,
     dsn_envelope,

@@ -198,7 +198,7 @@ async def test_500_idle_connections_do_not_stop_a_legitimate_client(
     assert (await client.command("DATA")).code == 354
     await client.send(b"Subject: still here\r\n\r\nx\r\n.\r\n")
     assert (await client.reply()).code == 250
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5, "the idle crowd slowed a real client down"
     await client.close()
     await asyncio.gather(*(conn.close() for conn in idle))
 

@@ -34,7 +34,10 @@ RELAY_TESTS = [
 ]
 
 
-@pytest.mark.parametrize("sender", ["<>", "<someone@mx.test>", "<postmaster@localhost>"])
+@pytest.mark.parametrize(
+    "sender",
+    ["<>", "<someone@mx.test>", "<postmaster@localhost>", "<alice@example.org> AUTH=alice"],
+)
 async def test_classic_relay_test_forms_never_relay(
     start_ingress: StartIngress, sender: str
 ) -> None:

@@ -102,6 +102,19 @@ def parse_retry_schedule(value: object) -> tuple[float, ...]:
     return tuple(delays)
 
 
+def format_retry_schedule(delays: tuple[float, ...]) -> str:
+    """The schedule in its shortest spelling: runs of one delay become ``delay*N``."""
+    parts: list[str] = []
+    for delay in delays:
+        spelled = format_duration(delay)
+        if parts and parts[-1].partition("*")[0] == spelled:
+            _, _, times = parts[-1].partition("*")
+            parts[-1] = f"{spelled}*{int(times or 1) + 1}"
+        else:
+            parts.append(spelled)
+    return ",".join(parts)
+
+
 def delay_for_attempt(schedule: tuple[float, ...], attempt: int) -> float:
     """Wait before retry number ``attempt`` (1-based); the last entry repeats."""
     if attempt < 1:
@@ -199,7 +212,7 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 RetrySchedule = Annotated[
     tuple[float, ...],
     BeforeValidator(parse_retry_schedule),
-    PlainSerializer(lambda v: ",".join(format_duration(d) for d in v), return_type=str),
+    PlainSerializer(format_retry_schedule, return_type=str),
 ]
 Listen = Annotated[HostPort, BeforeValidator(parse_host_port), PlainSerializer(_as_str)]
 Nameserver = Annotated[

@@ -11,6 +11,7 @@ from postline.values import (
     NextHop,
     delay_for_attempt,
     format_duration,
+    format_retry_schedule,
     parse_duration,
     parse_host_port,
     parse_network,
@@ -59,6 +60,12 @@ def test_durations_format_back_to_their_shortest_spelling() -> None:
 def test_retry_schedule_expands_repeats_in_order() -> None:
     schedule = parse_retry_schedule("1m,5m*2,30m*2,2h*8")
     assert schedule == (60, 300, 300, 1800, 1800, *([7200] * 8))
+
+
+def test_retry_schedule_formats_back_to_its_short_spelling() -> None:
+    text = "1m,5m*2,30m*2,2h*8"
+    assert format_retry_schedule(parse_retry_schedule(text)) == text
+    assert format_retry_schedule((1.0, 2.0, 1.0)) == "1s,2s,1s"
 
 
 def test_retry_schedule_accepts_a_list_of_durations() -> None:

@@ -1,6 +1,6 @@
 """Process lifecycle shared by every service: start, serve, drain, exit.
 
-``run`` is the one skeleton each ``main()`` calls (Postfix's ``*_server_main``):
+``run`` is the one skeleton every service runs in (Postfix's ``*_server_main``):
 it builds the services with a ``Supervisor``, starts the health endpoints and
 the services, waits for SIGTERM/SIGINT or a fatal error, then turns
 ``/readyz`` false, drains every service within its grace period, closes them

@@ -176,6 +176,19 @@ async def declare(connection: AbstractConnection, topology: Topology) -> None:
             await channel.close()
 
 
+async def delete(connection: AbstractConnection, topology: Topology) -> None:
+    """Delete every queue and exchange of ``topology``, messages included (tests, benchmarks)."""
+    channel = await connection.channel(publisher_confirms=False)
+    try:
+        for queue in topology.queues:
+            await channel.queue_delete(queue.name)
+        for exchange in topology.exchanges:
+            await channel.exchange_delete(exchange.name)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
 def to_definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:
     """RabbitMQ definitions JSON (``rabbitmqctl import_definitions``) for ``deploy/``."""
     return {

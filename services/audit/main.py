@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from postline.audit.writer import TrailWriter
 from postline.bus import Delivery, Poison
-from postline.lifecycle import Service, Supervisor, run
+from postline.lifecycle import Service, Supervisor
 from postline.models import Event
 from postline.settings import Settings
 from postline.topology import Stage
@@ -78,11 +78,3 @@ def _first_line(error: ValueError) -> str:
 
 def build(settings: Settings, supervisor: Supervisor) -> Service:
     return AuditService(settings, supervisor)
-
-
-def main(settings: Settings) -> int:
-    return run(
-        lambda sup: [build(settings, sup)],
-        [settings.audit.metrics_listen],
-        settings.audit.shutdown_grace,
-    )

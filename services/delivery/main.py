@@ -6,7 +6,7 @@ handler shares across messages: the DNS resolver and cache, the pool of
 reusable outbound connections, and the per-destination session limiter.
 ``start`` prepares them (TLS contexts, nameservers, the broker's addresses
 for the destination guard) before consuming; ``close`` says QUIT to idle
-connections. ``main`` only runs it.
+connections. ``postline delivery`` runs it through the shared lifecycle.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from postline.delivery.mx import Resolver
 from postline.delivery.pool import Limiter, Pool
 from postline.delivery.route import DestinationGuard, broker_addresses
 from postline.delivery.sender import SessionConfig, tls_contexts
-from postline.lifecycle import Service, Supervisor, run
+from postline.lifecycle import Service, Supervisor
 from postline.settings import Settings
 from postline.topology import Stage
 from postline.worker import Worker
@@ -83,11 +83,3 @@ class DeliveryService:
 
 def build(settings: Settings, supervisor: Supervisor) -> Service:
     return DeliveryService(settings, supervisor)
-
-
-def main(settings: Settings) -> int:
-    return run(
-        lambda sup: [build(settings, sup)],
-        [settings.delivery.metrics_listen],
-        settings.delivery.shutdown_grace,
-    )

@@ -2,7 +2,7 @@
 
 ``build`` resolves the chain (a bad entry fails here, before any message is
 taken) and returns a ``Worker`` consuming ``submit`` with at most
-``[filter] concurrency`` messages in flight. ``main`` only runs it.
+``[filter] concurrency`` messages in flight; ``postline filter`` runs it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from postline.filter.chain import Chain
 from postline.filter.handler import FilterHandler
 from postline.filter.registry import build_filters
 from postline.filter.settings import FilterSettings
-from postline.lifecycle import Service, Supervisor, run
+from postline.lifecycle import Service, Supervisor
 from postline.settings import Settings
 from postline.topology import Stage
 from postline.worker import Worker
@@ -32,11 +32,3 @@ def build(settings: Settings, supervisor: Supervisor) -> Service:
     reporting_mta = section.hostname or settings.ingress.hostname
     worker.set_handler(FilterHandler(chain, worker.bus, reporting_mta=reporting_mta))
     return worker
-
-
-def main(settings: Settings) -> int:
-    return run(
-        lambda sup: [build(settings, sup)],
-        [settings.filter.metrics_listen],
-        settings.filter.shutdown_grace,
-    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,7 +11,7 @@ from typing import Any
 import aio_pika
 
 from postline.settings import Settings
-from postline.topology import Topology, topology_for
+from postline.topology import Topology, delete, topology_for
 
 BROKER_URL = os.environ.get("POSTLINE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -39,16 +38,8 @@ def make_settings(namespace: str, **sections: dict[str, Any]) -> Settings:
 async def delete_topology(topology: Topology, url: str = BROKER_URL) -> None:
     """Delete every queue and exchange of ``topology`` (tests leave the broker clean)."""
     connection = await aio_pika.connect(url, timeout=10)
-    try:
-        channel = await connection.channel()
-        for queue in topology.queues:
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue.name)
-        for exchange in topology.exchanges:
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange.name)
-    finally:
-        await connection.close()
+    async with connection:
+        await delete(connection, topology)
 
 
 async def delete_namespace_of(settings: Settings) -> None:

@@ -18,7 +18,8 @@ import pytest
 
 from tests.support.broker import delete_topology, new_namespace
 from tests.support.dns_server import DnsServer
-from tests.support.relay import RelayProcess, free_port
+from tests.support.net import free_port
+from tests.support.relay import RelayProcess
 from tests.support.sink import SmtpSink
 
 SINK_IP = "127.0.0.2"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import tomli_w
 
+from tests.support.net import free_port
+
 SERVICES = ("ingress", "filter", "delivery", "audit")
 TRAILS = {
     "success": "OutboundAuditTrailSuccess.log",
@@ -30,13 +31,6 @@ TRAILS = {
     "queue": "SmtpQueue.log",
     "conversation": "SMTPOutboundConversation.log",
 }
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

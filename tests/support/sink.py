@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import ssl
 import subprocess
 import threading
@@ -67,6 +66,8 @@ from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.support.net import free_port
 
 _BEHAVIOUR = re.compile(
     r"^(permfail|tempfail|flaky|full|quota|goodbye|dataperm|datatemp|data421|hangup|slow|drip)"
@@ -246,7 +247,7 @@ class SmtpSink:
 
     def start(self) -> None:
         if self.port == 0:
-            self.port = _free_port(self.host)
+            self.port = free_port(self.host)  # Controller cannot listen on port 0
         kwargs: dict[str, Any] = {
             "decode_data": False,
             "ident": "postline-test-sink",
@@ -358,10 +359,3 @@ def self_signed_cert(directory: Path, hostname: str = "localhost") -> tuple[str,
         check=True, capture_output=True,
     )  # fmt: skip
     return str(cert), str(key)
-
-
-def _free_port(host: str) -> int:
-    """A port free right now on ``host`` (aiosmtpd's Controller cannot listen on port 0)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])

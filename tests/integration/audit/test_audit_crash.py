@@ -20,7 +20,7 @@ from postline.models import Event, EventKind
 from postline.settings import Settings
 from postline.topology import Stage, topology_for
 from tests.support.broker import queue_depth, wait_until
-from tests.support.relay import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

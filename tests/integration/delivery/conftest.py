@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from postline.settings import Settings
-from tests.integration.delivery.harness import DeliveryHarness, delivery_section, free_port
+from tests.integration.delivery.harness import DeliveryHarness, delivery_section
 from tests.support.dns_server import DnsServer
+from tests.support.net import free_port
 from tests.support.sink import SmtpSink
 
 StartDelivery = Callable[..., Awaitable[DeliveryHarness]]

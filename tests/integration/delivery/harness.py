@@ -10,7 +10,6 @@ deadlines, never with sleeps.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from typing import Any
 
@@ -26,27 +25,6 @@ from postline.topology import Stage, topology_for
 from tests.support.broker import wait_until
 
 BODY = b"From: a@example.org\r\nTo: b@x.test\r\nSubject: test\r\n\r\nhello\r\n"
-
-
-def free_port(*hosts: str) -> int:
-    """A TCP port free on every one of ``hosts`` right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        if all(_free(host, port) for host in hosts[1:]):
-            return port
-    raise RuntimeError("no common free port")
-
-
-def _free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def delivery_section(dns_address: str, smtp_port: int, **overrides: Any) -> dict[str, Any]:

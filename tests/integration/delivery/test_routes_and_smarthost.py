@@ -9,8 +9,8 @@ import pytest
 
 from postline.models import EventKind
 from tests.integration.delivery.conftest import StartDelivery
-from tests.integration.delivery.harness import free_port
 from tests.support.dns_server import DnsServer
+from tests.support.net import free_port
 from tests.support.sink import SmtpSink, self_signed_cert
 
 pytestmark = pytest.mark.integration

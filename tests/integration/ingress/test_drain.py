@@ -19,7 +19,7 @@ from postline.topology import Stage, topology_for
 from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.support import take_all
 from tests.support.broker import wait_until
-from tests.support.relay import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 from tests.e2e.conftest import relay_sections, running_relay
 from tests.support.broker import new_namespace
 from tests.support.dns_server import DnsServer
-from tests.support.relay import free_port
+from tests.support.net import free_port
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,39 @@
+"""Free TCP ports for test servers (all test traffic stays on loopback).
+
+``free_port(*hosts)`` asks the kernel for a free port on the first host
+(binding port 0), then checks that the same port is free on every other
+host: for tests whose servers on several loopback addresses must share one
+port (``[delivery] smtp_port`` is global). IPv6 hosts (``"::1"``) work too.
+A port is only free "right now": the caller binds it soon after.
+"""
+
+from __future__ import annotations
+
+import socket
+
+_ATTEMPTS = 50
+
+
+def free_port(*hosts: str) -> int:
+    """A TCP port free on every one of ``hosts`` (default ``127.0.0.1``) right now."""
+    first, *others = hosts or ("127.0.0.1",)
+    for _ in range(_ATTEMPTS):
+        with socket.socket(_family(first)) as probe:
+            probe.bind((first, 0))
+            port = int(probe.getsockname()[1])
+        if all(_free(host, port) for host in others):
+            return port
+    raise RuntimeError(f"no port free on all of {hosts} in {_ATTEMPTS} tries")
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket(_family(host)) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

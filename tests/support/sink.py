@@ -45,7 +45,7 @@ user names that authenticated.
 ``wait_for(count, timeout)`` blocks until ``count`` messages are stored. The
 sink runs in its own thread (aiosmtpd ``Controller``); everything is guarded
 by a lock. With ``tls_cert``/``tls_key`` it offers STARTTLS (not required);
-``self_signed_cert`` makes a certificate for tests.
+``tests.support.certs.make_cert`` makes a certificate for tests.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ import asyncio
 import contextlib
 import re
 import ssl
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -219,8 +218,8 @@ class SmtpSink:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
         *,
         users: dict[str, str] | None = None,
         size_limit: int | None = None,
@@ -347,15 +346,3 @@ class SmtpSink:
         )
         with self._lock:
             self.messages.append(received)
-
-
-def self_signed_cert(directory: Path, hostname: str = "localhost") -> tuple[str, str]:
-    """A self-signed certificate and key for ``hostname`` (made with the openssl CLI)."""
-    cert, key = directory / f"{hostname}.crt", directory / f"{hostname}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={hostname}", "-addext", f"subjectAltName=DNS:{hostname}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)

@@ -9,9 +9,10 @@ import pytest
 
 from postline.models import EventKind
 from tests.integration.delivery.conftest import StartDelivery
+from tests.support.certs import make_cert
 from tests.support.dns_server import DnsServer
 from tests.support.net import free_port
-from tests.support.sink import SmtpSink, self_signed_cert
+from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ async def test_smarthost_takes_every_domain_without_dns(
 
 @pytest.fixture
 def auth_smarthost(tmp_path: Path) -> Iterator[SmtpSink]:
-    cert, key = self_signed_cert(tmp_path, "relay.test")
+    cert, key = make_cert(tmp_path, "relay.test")
     with SmtpSink(
         "127.0.0.2", free_port("127.0.0.2"), cert, key, users={"postline": "s3cret-pw"}
     ) as server:

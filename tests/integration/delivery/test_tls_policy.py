@@ -9,19 +9,20 @@ import pytest
 
 from postline.models import Event, EventKind
 from tests.integration.delivery.conftest import StartDelivery
+from tests.support.certs import make_cert
 from tests.support.dns_server import DnsServer
-from tests.support.sink import SmtpSink, self_signed_cert
+from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cert(tmp_path: Path) -> tuple[str, str]:
-    return self_signed_cert(tmp_path, "mx.x.test")
+def cert(tmp_path: Path) -> tuple[Path, Path]:
+    return make_cert(tmp_path, "mx.x.test")
 
 
 @pytest.fixture
-def tls_sink(smtp_port: int, cert: tuple[str, str]) -> Iterator[SmtpSink]:
+def tls_sink(smtp_port: int, cert: tuple[Path, Path]) -> Iterator[SmtpSink]:
     with SmtpSink("127.0.0.1", smtp_port, tls_cert=cert[0], tls_key=cert[1]) as server:
         yield server
 
@@ -61,9 +62,9 @@ async def test_verify_defers_when_the_certificate_cannot_be_verified(
 
 
 async def test_verify_delivers_when_the_certificate_is_trusted_for_the_mx_name(
-    start_delivery: StartDelivery, tls_sink: SmtpSink, cert: tuple[str, str]
+    start_delivery: StartDelivery, tls_sink: SmtpSink, cert: tuple[Path, Path]
 ) -> None:
-    harness = await start_delivery(tls_policy="verify", tls_ca_file=cert[0])
+    harness = await start_delivery(tls_policy="verify", tls_ca_file=str(cert[0]))
     await harness.send(["alice@x.test"])
     await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
     assert tls_sink.wait_for(1, 5)[0].tls

@@ -11,8 +11,9 @@ import pytest
 from postline.ingress.service import IngressService
 from postline.lifecycle import Supervisor
 from postline.settings import Settings
-from tests.integration.ingress.support import Running, make_cert, make_users
+from tests.integration.ingress.support import Running, make_users
 from tests.support.broker import make_settings
+from tests.support.certs import make_cert
 
 StartIngress = Callable[..., Awaitable[Running]]
 

@@ -1,8 +1,7 @@
-"""Helpers for ingress tests: certificates, users, a running ingress, the submit queue."""
+"""Helpers for ingress tests: users, a running ingress, the submit queue."""
 
 from __future__ import annotations
 
-import subprocess
 from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,19 +27,6 @@ def b64(text: str) -> str:
 def plain(user: str, password: str, authzid: str = "") -> str:
     """The AUTH PLAIN initial response for ``user``/``password``."""
     return b64(f"{authzid}\0{user}\0{password}")
-
-
-def make_cert(directory: Path, name: str = "mx.test", days: int = 2) -> tuple[Path, Path]:
-    """A fresh self-signed EC certificate and key for ``name`` (and 127.0.0.1)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", str(days),
-         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def make_users(path: Path) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sink import SmtpSink, behaviour, self_signed_cert
+from tests.support.certs import make_cert
+from tests.support.sink import SmtpSink, behaviour
 
 BODY = b"Subject: test\r\n\r\nhello\r\n"
 
@@ -143,7 +144,7 @@ def test_wait_for_raises_on_timeout(sink: SmtpSink) -> None:
 
 
 def test_starttls_is_offered_with_a_certificate(tmp_path: Path) -> None:
-    cert, key = self_signed_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     with SmtpSink(tls_cert=cert, tls_key=key) as tls_sink:
         with client(tls_sink) as smtp:
             smtp.starttls(context=ssl._create_unverified_context())
@@ -153,7 +154,7 @@ def test_starttls_is_offered_with_a_certificate(tmp_path: Path) -> None:
 
 
 def test_users_require_auth_over_tls(tmp_path: Path) -> None:
-    cert, key = self_signed_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     with SmtpSink(tls_cert=cert, tls_key=key, users={"relay": "s3cret"}) as smarthost:
         with client(smarthost) as smtp:
             smtp.ehlo("test")

@@ -24,14 +24,13 @@ import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import aio_pika
+from common import BROKER, drop_topology, free_port, percentiles_ms
 from prometheus_client import REGISTRY
 
 from postline.bus import Bus
@@ -41,15 +40,7 @@ from postline.delivery.transaction import Transaction
 from postline.lifecycle import Supervisor
 from postline.models import Envelope, new_message_id
 from postline.settings import Settings
-from postline.topology import Stage, Topology, topology_for
-
-BROKER = os.environ.get("POSTLINE_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from postline.topology import Stage, topology_for
 
 
 @contextlib.contextmanager
@@ -139,18 +130,6 @@ async def preload(settings: Settings, args: argparse.Namespace) -> None:
         await bus.close()
 
 
-async def delete(topology: Topology) -> None:
-    connection = await aio_pika.connect(BROKER)
-    async with connection:
-        channel = await connection.channel()
-        for queue in topology.queues:
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue.name)
-        for exchange in topology.exchanges:
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange.name)
-
-
 async def run_mode(args: argparse.Namespace, port: int, reuse: bool) -> dict[str, Any]:
     settings = settings_for(args, port, reuse)
     await preload(settings, args)
@@ -170,14 +149,12 @@ async def run_mode(args: argparse.Namespace, port: int, reuse: bool) -> dict[str
         undo()
         await service.drain(5)
         await service.close()
-        await delete(topology_for(settings))
-    quantiles = statistics.quantiles(durations, n=100)
+        await drop_topology(settings)
     return {
         "mode": "reuse" if reuse else "no reuse",
         "seconds": elapsed,
         "rate": args.messages / elapsed,
-        "p50_ms": quantiles[49] * 1000,
-        "p99_ms": quantiles[98] * 1000,
+        **percentiles_ms(durations),
     }
 
 

@@ -28,25 +28,20 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from common import drop_topology, free_port, http_status, percentiles_ms
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from postline.settings import load_settings
 
 
 def config(workdir: Path, smtp: int, sink: int, metrics: list[int]) -> dict[str, Any]:
@@ -69,14 +64,8 @@ def wait_ready(ports: list[int], process: subprocess.Popen[bytes], within: float
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit(f"postline exited with {process.returncode}")
-        try:
-            if all(
-                urllib.request.urlopen(f"http://127.0.0.1:{p}/readyz", timeout=1).status == 200
-                for p in ports
-            ):
-                return
-        except OSError:
-            pass
+        if all(http_status(f"http://127.0.0.1:{p}/readyz") == 200 for p in ports):
+            return
         time.sleep(0.2)
     sys.exit("postline did not become ready")
 
@@ -85,11 +74,6 @@ def delivered(trail: Path) -> list[dict[str, Any]]:
     if not trail.exists():
         return []
     return [json.loads(line) for line in trail.read_text().splitlines() if line]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -145,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for proc in procs:
             proc.wait(60)
         sink_proc.terminate()
-        asyncio.run(drop_namespace(workdir / "postline.toml"))
+        asyncio.run(drop_topology(load_settings(workdir / "postline.toml")))
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -153,6 +137,7 @@ def summarise(
     args: argparse.Namespace, lines: list[dict[str, Any]], submit: float
 ) -> dict[str, Any]:
     latencies = [float(line["queued_seconds"]) for line in lines]
+    latency = percentiles_ms(latencies)
     finished = max(datetime.fromisoformat(line["at"]) for line in lines)
     first_accept = min(
         datetime.fromisoformat(line["at"]).timestamp() - float(line["queued_seconds"])
@@ -164,32 +149,11 @@ def summarise(
         "messages": args.messages, "sessions": args.sessions, "size": args.size,
         "ingress_msgs_per_s": round(args.messages / submit, 1),
         "end_to_end_msgs_per_s": round(args.messages / span, 1),
-        "latency_p50_ms": round(percentile(latencies, 50) * 1000, 1),
-        "latency_p90_ms": round(percentile(latencies, 90) * 1000, 1),
-        "latency_p99_ms": round(percentile(latencies, 99) * 1000, 1),
-        "latency_max_ms": round(max(latencies) * 1000, 1),
+        **{f"latency_{key}": value for key, value in latency.items()},
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
     }  # fmt: skip
-
-
-async def drop_namespace(config_path: Path) -> None:
-    """Delete the benchmark's queues and exchanges."""
-    import aio_pika
-
-    from postline.settings import load_settings
-    from postline.topology import topology_for
-
-    settings = load_settings(config_path)
-    topology = topology_for(settings)
-    connection = await aio_pika.connect(settings.broker.url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in topology.queues:
-            await channel.queue_delete(queue.name)
-        for exchange in topology.exchanges:
-            await channel.exchange_delete(exchange.name)
 
 
 def main() -> None:

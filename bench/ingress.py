@@ -23,38 +23,19 @@ import asyncio
 import os
 import platform
 import signal
-import socket
-import statistics
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import tomli_w
+from common import BROKER, drop_topology, free_port, http_status, percentiles_ms
 from prometheus_client.parser import text_string_to_metric_families
 
-BROKER = os.environ.get("POSTLINE_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def http_status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return None
+from postline.settings import Settings
 
 
 def server_publish_seconds(metrics_port: int) -> tuple[float, float]:
@@ -116,27 +97,13 @@ async def run_source(args: argparse.Namespace, port: int, reuse: bool) -> dict[s
     latencies = await probing
     if code != 0:
         raise SystemExit(f"smtp-source failed with exit code {code}")
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
         "mode": "reused connections (-d)" if reuse else "one connection per message",
         "rate": args.messages / elapsed,
         "elapsed": elapsed,
-        "p50_ms": quantiles[49] * 1000,
-        "p99_ms": quantiles[98] * 1000,
+        **percentiles_ms(latencies),
         "probes": len(latencies),
     }
-
-
-async def delete_namespace(namespace: str) -> None:
-    connection = await aio_pika.connect(BROKER, timeout=10)
-    try:
-        channel = await connection.channel()
-        for name in ("submit", "deliver", "events", "parked"):
-            await channel.queue_delete(f"{namespace}.{name}")
-        for name in ("work", "delay", "parked"):
-            await channel.exchange_delete(f"{namespace}.{name}")
-    finally:
-        await connection.close()
 
 
 async def main() -> None:
@@ -148,22 +115,19 @@ async def main() -> None:
     namespace = f"bench-ingress-{uuid.uuid4().hex[:8]}"
     port, metrics_port = free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="postline-bench-ingress-"))
+    sections: dict[str, Any] = {
+        "broker": {"url": BROKER, "namespace": namespace},
+        "ingress": {
+            "listen": [f"127.0.0.1:{port}"],
+            "metrics_listen": f"127.0.0.1:{metrics_port}",
+            "relay_networks": ["127.0.0.0/8"],
+            "max_messages_per_ip": 0,
+            "max_sessions_per_ip": 1000,
+        },
+        "log": {"level": "WARNING"},
+    }
     config = workdir / "postline.toml"
-    config.write_text(
-        tomli_w.dumps(
-            {
-                "broker": {"url": BROKER, "namespace": namespace},
-                "ingress": {
-                    "listen": [f"127.0.0.1:{port}"],
-                    "metrics_listen": f"127.0.0.1:{metrics_port}",
-                    "relay_networks": ["127.0.0.0/8"],
-                    "max_messages_per_ip": 0,
-                    "max_sessions_per_ip": 1000,
-                },
-                "log": {"level": "WARNING"},
-            }
-        )
-    )
+    config.write_text(tomli_w.dumps(sections))
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "postline.cli", "--config", str(config), "ingress", env=env
@@ -185,7 +149,7 @@ async def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         await server.wait()
-        await delete_namespace(namespace)
+        await drop_topology(Settings.model_validate(sections))
     python = platform.python_version()
     print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, Python {python}")
     print(f"{args.messages} messages of {args.size} bytes, {args.sessions} smtp-source sessions")

@@ -97,7 +97,7 @@ class IngressSettings(BaseModel):
         default=60.0, description="Window of max_messages_per_ip and max_messages_per_user."
     )
     max_messages_per_ip: int = Field(
-        default=600,
+        default=0,
         ge=0,
         description="Transactions (MAIL) per client address per rate_window; 0: unlimited.",
     )

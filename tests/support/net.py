@@ -1,15 +1,20 @@
-"""Free TCP ports for test servers (all test traffic stays on loopback).
+"""Loopback networking for tests: free TCP ports, and HTTP status probes.
 
 ``free_port(*hosts)`` asks the kernel for a free port on the first host
 (binding port 0), then checks that the same port is free on every other
 host: for tests whose servers on several loopback addresses must share one
 port (``[delivery] smtp_port`` is global). IPv6 hosts (``"::1"``) work too.
 A port is only free "right now": the caller binds it soon after.
+
+``http_status(url)`` is the status of a GET (errors included), or None when
+nothing answers: for ``/readyz`` and ``/healthz`` of services under test.
 """
 
 from __future__ import annotations
 
 import socket
+import urllib.error
+import urllib.request
 
 _ATTEMPTS = 50
 
@@ -24,6 +29,17 @@ def free_port(*hosts: str) -> int:
         if all(_free(host, port) for host in others):
             return port
     raise RuntimeError(f"no port free on all of {hosts} in {_ATTEMPTS} tries")
+
+
+def http_status(url: str, timeout: float = 2) -> int | None:
+    """The HTTP status of a GET of ``url`` (4xx/5xx too); None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return None
 
 
 def _free(host: str, port: int) -> bool:

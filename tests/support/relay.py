@@ -4,6 +4,8 @@
 ``python -m postline.cli --config FILE run`` with every listener on a free
 loopback port, waits for ``/readyz`` and stops it with SIGTERM (asserting a
 clean exit). Trails and logs live in the same directory for assertions.
+``postline_argv`` and ``child_env`` start any other ``postline`` command the
+same way (the config file alone decides, never the test's environment).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import tomli_w
 
-from tests.support.net import free_port
+from tests.support.net import free_port, http_status
 
 SERVICES = ("ingress", "filter", "delivery", "audit")
 TRAILS = {
@@ -31,6 +32,16 @@ TRAILS = {
     "queue": "SmtpQueue.log",
     "conversation": "SMTPOutboundConversation.log",
 }
+
+
+def postline_argv(config: Path, *command: str) -> list[str]:
+    """``python -m postline.cli --config FILE COMMAND...`` with this interpreter."""
+    return [sys.executable, "-m", "postline.cli", "--config", str(config), *command]
+
+
+def child_env() -> dict[str, str]:
+    """This environment without ``POSTLINE_*``: a child's config file alone decides."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -68,13 +79,12 @@ class RelayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_within: float = 30.0, wait_ready: bool = True) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "postline.cli", "--config", str(self.config_path), "run"],
+                postline_argv(self.config_path, "run"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=child_env(),
             )
         if wait_ready:
             self.wait_ready(ready_within)
@@ -87,10 +97,14 @@ class RelayProcess:
                 raise AssertionError(
                     f"relay exited early ({self.process.returncode}):\n" + self.logs()[-4000:]
                 )
-            if all(self.http_status(name, "/readyz") == 200 for name in SERVICES):
+            if self.ready():
                 return
             time.sleep(0.1)
         raise AssertionError(f"relay not ready within {within}s:\n" + self.logs()[-4000:])
+
+    def ready(self) -> bool:
+        """Every service answers ``/readyz`` with 200."""
+        return all(self.http_status(name, "/readyz") == 200 for name in SERVICES)
 
     def stop(self, within: float = 20.0) -> int:
         """SIGTERM, wait for the exit, return the exit code."""
@@ -105,14 +119,7 @@ class RelayProcess:
             raise AssertionError("relay did not stop within the grace period") from None
 
     def http_status(self, service: str, path: str) -> int | None:
-        try:
-            url = f"http://127.0.0.1:{self.metrics_ports[service]}{path}"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-        except OSError:
-            return None
+        return http_status(f"http://127.0.0.1:{self.metrics_ports[service]}{path}")
 
     def metrics(self, service: str = "ingress") -> str:
         url = f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"

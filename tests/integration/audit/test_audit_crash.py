@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from postline.settings import Settings
 from postline.topology import Stage, topology_for
 from tests.support.broker import queue_depth, wait_until
 from tests.support.net import free_port
+from tests.support.relay import child_env, postline_argv
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +43,12 @@ class AuditProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "postline.cli", "--config", str(self.config), "audit"],
+                postline_argv(self.config, "audit"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=child_env(),
             )
 
     def kill(self) -> None:

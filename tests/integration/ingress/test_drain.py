@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,23 +15,14 @@ from postline.topology import Stage, topology_for
 from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.support import take_all
 from tests.support.broker import wait_until
-from tests.support.net import free_port
+from tests.support.net import free_port, http_status
+from tests.support.relay import child_env, postline_argv
 
 pytestmark = pytest.mark.integration
 
 
-def readyz(port: int) -> int | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return None
-
-
 async def ready_is(port: int, expected: int) -> bool:
-    return await asyncio.to_thread(readyz, port) == expected
+    return await asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/readyz") == expected
 
 
 async def test_sigterm_drains_open_transactions_and_refuses_new_work(
@@ -59,12 +46,10 @@ async def test_sigterm_drains_open_transactions_and_refuses_new_work(
             }
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
     log = (tmp_path / "ingress.log").open("wb")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "postline.cli", "--config", str(config), "ingress",
-        stdout=log, stderr=log, env=env,
-    )  # fmt: skip
+        *postline_argv(config, "ingress"), stdout=log, stderr=log, env=child_env()
+    )
     try:
         await wait_until(lambda: ready_is(metrics_port, 200), 30, "/readyz to turn 200")
         busy = await RawClient.connect("127.0.0.1", smtp_port)

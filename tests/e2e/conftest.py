@@ -86,6 +86,8 @@ def relay(
 
 
 def cleanup(process: RelayProcess) -> None:
+    """Delete the relay's topology on the test broker, whatever broker its config names
+    (a test may point the relay at an unreachable one)."""
     from postline.settings import load_settings
     from postline.topology import topology_for
 

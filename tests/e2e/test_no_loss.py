@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import cleanup, relay_sections
+from tests.e2e.conftest import relay_sections, running_relay
 from tests.support.broker import new_namespace
 from tests.support.dns_server import DnsServer
 from tests.support.ledger import Ledger, Report
@@ -52,12 +52,6 @@ def settle(relay: RelayProcess, ledger: Ledger, sink: SmtpSink, within: float) -
     return report()
 
 
-def run_relay(workdir: Path, sections: dict[str, object]) -> RelayProcess:
-    relay = RelayProcess(workdir, sections)
-    relay.start()
-    return relay
-
-
 def under_load(relay: RelayProcess, ledger: Ledger, count: int, fault: Callable[[], None]) -> None:
     """Load until ``count`` are accepted; inject ``fault`` once a quarter of them are."""
     stop = threading.Event()
@@ -77,8 +71,7 @@ def test_kill_9_of_the_whole_relay_under_load_loses_nothing_accepted(
 ) -> None:
     sections = relay_sections(new_namespace(), dns, smtp_port)
     ledger = Ledger()
-    relay = run_relay(tmp_path, sections)
-    try:
+    with running_relay(tmp_path, sections) as relay:
 
         def crash_and_restart() -> None:
             assert relay.process is not None
@@ -94,9 +87,6 @@ def test_kill_9_of_the_whole_relay_under_load_loses_nothing_accepted(
             f"kill -9: accepted {report.accepted}, duplicates {report.duplicates}, "
             f"refused {dict(ledger.refused)}, client errors {ledger.errors}"
         )
-    finally:
-        assert relay.stop() == 0
-        cleanup(relay)
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
@@ -105,8 +95,7 @@ def test_broker_restart_under_load_loses_nothing_and_services_recover_on_their_o
 ) -> None:
     sections = relay_sections(new_namespace(), dns, smtp_port)
     ledger = Ledger()
-    relay = run_relay(tmp_path, sections)
-    try:
+    with running_relay(tmp_path, sections) as relay:
 
         def restart_broker() -> None:
             subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
@@ -118,14 +107,7 @@ def test_broker_restart_under_load_loses_nothing_and_services_recover_on_their_o
         report = settle(relay, ledger, sink, 120)
         assert report.lost == [], f"lost {len(report.lost)} of {report.accepted}"
         assert not {code for code in ledger.refused if code != 451}, ledger.refused
-        eventually(
-            lambda: all(
-                relay.http_status(s, "/readyz") == 200
-                for s in ("ingress", "filter", "delivery", "audit")
-            ),
-            60,
-            "every service ready again",
-        )
+        eventually(relay.ready, 60, "every service ready again")
         ledger_after = Ledger()
         ledger_after.submit(relay.smtp_port, "after-restart@ok.test")
         assert len(ledger_after.accepted) == 1
@@ -133,6 +115,3 @@ def test_broker_restart_under_load_loses_nothing_and_services_recover_on_their_o
             f"broker restart: accepted {report.accepted}, duplicates {report.duplicates}, "
             f"refused {dict(ledger.refused)}, client errors {ledger.errors}"
         )
-    finally:
-        assert relay.stop() == 0
-        cleanup(relay)

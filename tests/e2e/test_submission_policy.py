@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from postline.ingress.users import add_user
 from tests.e2e.conftest import relay_sections, running_relay
 from tests.support.broker import new_namespace
-from tests.support.certs import make_cert
+from tests.support.certs import client_tls, make_cert
 from tests.support.dns_server import DnsServer
 from tests.support.relay import RelayProcess, eventually
 from tests.support.sink import SmtpSink
@@ -43,13 +42,6 @@ def client(relay: RelayProcess, source: str = "127.0.0.1") -> smtplib.SMTP:
     return smtp
 
 
-def unverified() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def test_relay_refused_for_unauthenticated_client_outside_relay_networks(
     tls_relay: RelayProcess,
 ) -> None:
@@ -65,7 +57,7 @@ def test_auth_over_starttls_is_accepted_and_the_user_may_relay(
     tls_relay: RelayProcess, sink: SmtpSink
 ) -> None:
     with client(tls_relay, source="127.0.0.5") as smtp:
-        smtp.starttls(context=unverified())
+        smtp.starttls(context=client_tls())
         smtp.ehlo("client.test")
         assert "auth" in smtp.esmtp_features
         assert smtp.login("alice", PASSWORD)[0] == 235

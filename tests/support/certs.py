@@ -1,7 +1,12 @@
-"""Throw-away TLS material for tests (never committed: made in a temporary directory)."""
+"""Throw-away TLS material for tests (never committed: made in a temporary directory).
+
+``make_cert`` makes a self-signed server certificate; ``client_tls`` is a client
+context that accepts such certificates (for the TLS clients of tests).
+"""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -17,3 +22,11 @@ def make_cert(directory: Path, name: str = "mx.test", days: int = 2) -> tuple[Pa
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def client_tls() -> ssl.SSLContext:
+    """A client context that accepts the tests' self-signed certificates."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

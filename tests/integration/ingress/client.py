@@ -104,11 +104,3 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, TimeoutError, ssl.SSLError):
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-
-
-def client_tls() -> ssl.SSLContext:
-    """A client context that accepts the tests' self-signed certificates."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context

@@ -10,9 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from postline.ingress.users import add_user
-from tests.integration.ingress.client import RawClient, client_tls
+from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.conftest import StartIngress
 from tests.integration.ingress.support import PASSWORD, Running, b64, plain
+from tests.support.certs import client_tls
 
 pytestmark = pytest.mark.integration
 

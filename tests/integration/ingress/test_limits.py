@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.ingress.client import RawClient, client_tls
+from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.conftest import StartIngress
 from tests.integration.ingress.support import PASSWORD, Running, plain
+from tests.support.certs import client_tls
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,11 @@ import pytest
 from postline.bus import PublishError
 from postline.ingress.users import load_users
 from postline.models import EventKind
-from tests.integration.ingress.client import RawClient, client_tls
+from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.conftest import StartIngress
 from tests.integration.ingress.support import PASSWORD
 from tests.support.broker import wait_until
+from tests.support.certs import client_tls
 
 pytestmark = pytest.mark.integration
 MESSAGE = b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"

@@ -17,11 +17,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from postline.ingress.state import Listener
-from tests.integration.ingress.client import RawClient, client_tls
+from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.conftest import StartIngress
 from tests.integration.ingress.support import PASSWORD
 from tests.support.broker import wait_until
-from tests.support.certs import make_cert
+from tests.support.certs import client_tls, make_cert
 
 pytestmark = pytest.mark.integration
 MESSAGE = b"Subject: tls\r\n\r\nover TLS\r\n"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import smtplib
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.certs import make_cert
+from tests.support.certs import client_tls, make_cert
 from tests.support.sink import SmtpSink, behaviour
 
 BODY = b"Subject: test\r\n\r\nhello\r\n"
@@ -147,7 +146,7 @@ def test_starttls_is_offered_with_a_certificate(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
     with SmtpSink(tls_cert=cert, tls_key=key) as tls_sink:
         with client(tls_sink) as smtp:
-            smtp.starttls(context=ssl._create_unverified_context())
+            smtp.starttls(context=client_tls())
             smtp.sendmail("a@example.org", ["alice@x.test"], BODY)
         [message] = tls_sink.wait_for(1, 5)
     assert message.tls
@@ -159,7 +158,7 @@ def test_users_require_auth_over_tls(tmp_path: Path) -> None:
         with client(smarthost) as smtp:
             smtp.ehlo("test")
             assert "auth" not in smtp.esmtp_features
-            smtp.starttls(context=ssl._create_unverified_context())
+            smtp.starttls(context=client_tls())
             smtp.ehlo("test")
             assert smtp.mail("a@example.org")[0] == 530
             with pytest.raises(smtplib.SMTPAuthenticationError):

@@ -55,10 +55,12 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class RelayProcess:
-    """One ``postline run`` process with a config built from ``sections``."""
+    """One ``postline run`` process (or one service: ``command``) configured by ``sections``."""
 
-    def __init__(self, workdir: Path, sections: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, sections: dict[str, Any], command: str = "run") -> None:
         self.workdir = workdir
+        self.command = command
+        self.services = SERVICES if command == "run" else (command,)
         self.trail_dir = workdir / "trails"
         self.smtp_port = free_port()
         self.metrics_ports = {name: free_port() for name in SERVICES}
@@ -81,7 +83,7 @@ class RelayProcess:
     def start(self, ready_within: float = 30.0, wait_ready: bool = True) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                postline_argv(self.config_path, "run"),
+                postline_argv(self.config_path, self.command),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=child_env(),
@@ -103,8 +105,8 @@ class RelayProcess:
         raise AssertionError(f"relay not ready within {within}s:\n" + self.logs()[-4000:])
 
     def ready(self) -> bool:
-        """Every service answers ``/readyz`` with 200."""
-        return all(self.http_status(name, "/readyz") == 200 for name in SERVICES)
+        """Every service of this process answers ``/readyz`` with 200."""
+        return all(self.http_status(name, "/readyz") == 200 for name in self.services)
 
     def stop(self, within: float = 20.0) -> int:
         """SIGTERM, wait for the exit, return the exit code."""

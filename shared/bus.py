@@ -5,11 +5,11 @@ Contract:
 * ``publish`` returns only once RabbitMQ has confirmed the message (persistent,
   mandatory). It raises ``PublishError`` if the broker is unreachable, nacks,
   returns the message as unroutable, or the overall ``publish_timeout`` passes.
-* ``consume`` runs a handler per message. Returning acks; raising ``Poison``
-  rejects without requeue (the queue dead-letters it to ``parked``); any other
-  exception nacks with requeue, so ``x-delivery-limit`` eventually parks a
-  message that keeps failing. Handlers must await their own publishes before
-  returning: that is "ack after hand-off".
+* ``add_consumer`` runs a handler per message (``postline.consumer``): returning
+  acks; raising ``Poison`` parks the message (and publishes a ``parked``
+  event); any other exception nacks with requeue, so ``x-delivery-limit``
+  eventually parks a message that keeps failing. Handlers must await their own
+  publishes before returning: that is "ack after hand-off".
 * Publishing and consuming use separate connections (a resource alarm blocks
   publishers only). Both reconnect on their own; consumers are restored.
 * ``drain`` stops taking deliveries and waits for in-flight handlers.
@@ -21,18 +21,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractExchange,
-    AbstractIncomingMessage,
-    AbstractQueue,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 
+from postline.consumer import Consumer, Delivery, Handler, Poison
 from postline.models import ENVELOPE_HEADER, Envelope, Event, EventKind
 from postline.settings import BrokerSettings
 from postline.topology import TIER_HEADER, Stage, Topology, TopologyMismatch, declare
@@ -44,45 +38,8 @@ class PublishError(Exception):
     """The broker did not confirm the publish; nothing can be promised to anyone."""
 
 
-class Poison(Exception):
-    """Raised by a handler for a message that can never be processed: park it now."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One message taken from a work queue."""
-
-    body: bytes
-    headers: Mapping[str, Any]
-    message_id: str | None
-    routing_key: str | None
-    redelivered: bool
-    delivery_count: int
-
-    def envelope(self) -> Envelope:
-        """The envelope header; ``Poison`` if it is missing or unreadable."""
-        raw = self.headers.get(ENVELOPE_HEADER)
-        if not isinstance(raw, str | bytes):
-            raise Poison(f"message {self.message_id} has no {ENVELOPE_HEADER} header")
-        try:
-            return Envelope.from_header(raw)
-        except ValueError as error:
-            raise Poison(f"message {self.message_id} has an invalid envelope: {error}") from None
-
-
-Handler = Callable[[Delivery], Awaitable[None]]
 FatalCallback = Callable[[str], None]
-
-
-@dataclass
-class _Consumer:
-    stage: Stage
-    handler: Handler
-    prefetch: int
-    channel: AbstractChannel | None = None
-    queue: AbstractQueue | None = None
-    tag: str | None = None
-    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+__all__ = ["Bus", "Delivery", "Handler", "Poison", "PublishError"]
 
 
 class Bus:
@@ -95,7 +52,7 @@ class Bus:
         self.topology = topology
         self._name = name
         self._on_fatal = on_fatal
-        self._consumers: list[_Consumer] = []
+        self._consumers: list[Consumer] = []
         self._publisher: AbstractRobustConnection | None = None
         self._consumer_conn: AbstractRobustConnection | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -106,7 +63,7 @@ class Bus:
     # -- lifecycle -------------------------------------------------------------------------
     def add_consumer(self, stage: Stage, handler: Handler, prefetch: int) -> None:
         """Register a consumer; it starts once connected (call before ``start``)."""
-        self._consumers.append(_Consumer(stage, handler, prefetch))
+        self._consumers.append(Consumer(stage, handler, prefetch))
 
     async def start(self) -> None:
         """Connect in the background (retrying) and start the watchdog; returns at once."""
@@ -127,15 +84,14 @@ class Bus:
         connections = [self._publisher] + ([self._consumer_conn] if self._consumers else [])
         if any(c is None or c.is_closed or not c.connected.is_set() for c in connections):
             return False
-        return all(c.channel is not None and not c.channel.is_closed for c in self._consumers)
+        return all(consumer.open for consumer in self._consumers)
 
     async def drain(self, grace: float) -> None:
         """Stop consuming; wait up to ``grace`` seconds for in-flight handlers."""
         self._draining = True
         for consumer in self._consumers:
-            if consumer.queue is not None and consumer.tag is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(consumer.queue.cancel(consumer.tag), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.cancel(), 5)
         pending = {t for c in self._consumers for t in c.inflight}
         if pending:
             log.info("waiting for %d in-flight messages", len(pending))
@@ -261,7 +217,9 @@ class Bus:
                 url, timeout=10, client_properties={"connection_name": f"{self._name}-consume"}
             )
             for consumer in self._consumers:
-                await self._start_consumer(self._consumer_conn, consumer)
+                name = self.topology.queue_name(consumer.stage)
+                spec = next(q for q in self.topology.queues if q.name == name)
+                await consumer.start(self._consumer_conn, spec, self._announce_parked)
         self._connected.set()
         log.info("connected to the broker", extra={"namespace": self.topology.namespace})
 
@@ -271,26 +229,6 @@ class Bus:
                 with contextlib.suppress(Exception):
                     await conn.close()
         self._publisher = self._consumer_conn = None
-
-    async def _start_consumer(self, conn: AbstractRobustConnection, consumer: _Consumer) -> None:
-        channel = await conn.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=consumer.prefetch)
-        spec = next(
-            q for q in self.topology.queues if q.name == self.topology.queue_name(consumer.stage)
-        )
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            consumer.inflight.add(task)
-            try:
-                await self._run_handler(consumer.handler, message)
-            finally:
-                consumer.inflight.discard(task)
-
-        consumer.channel, consumer.queue = channel, queue
-        consumer.tag = await queue.consume(on_message)
 
     async def _watchdog(self) -> None:
         """Exit (via ``on_fatal``) when not ready for longer than ``watchdog_timeout``."""
@@ -304,25 +242,6 @@ class Bus:
                     f"no broker connection or consumer for {self._broker.watchdog_timeout:g}s"
                 )
                 return
-
-    async def _run_handler(self, handler: Handler, message: AbstractIncomingMessage) -> None:
-        """Run ``handler`` and settle the message by its outcome (module docstring)."""
-        try:
-            await handler(_delivery_of(message))
-        except Poison as error:
-            log.error("parking poison message: %s", error, extra={"message_id": message.message_id})
-            await self._announce_parked(message, str(error))
-            await _settle(message.reject(requeue=False))
-        except asyncio.CancelledError:
-            await _settle(message.nack(requeue=True))
-            raise
-        except Exception:
-            log.exception(
-                "handler failed; message requeued", extra={"message_id": message.message_id}
-            )
-            await _settle(message.nack(requeue=True))
-        else:
-            await _settle(message.ack())
 
     async def _announce_parked(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Best effort ``parked`` event so the queue trail shows where the message went."""
@@ -343,24 +262,3 @@ class Bus:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _delivery_of(message: AbstractIncomingMessage) -> Delivery:
-    headers = dict(message.headers or {})
-    count = headers.get("x-delivery-count", 0)
-    return Delivery(
-        body=message.body,
-        headers=headers,
-        message_id=message.message_id,
-        routing_key=message.routing_key,
-        redelivered=bool(message.redelivered),
-        delivery_count=int(count) if isinstance(count, int) else 0,
-    )
-
-
-async def _settle(action: Awaitable[None]) -> None:
-    """Ack/nack; a closed channel already returned the message to the queue."""
-    try:
-        await action
-    except Exception as error:
-        log.warning("could not settle message (%s); the broker will redeliver it", error)

@@ -13,16 +13,23 @@ import asyncio
 import getpass
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from postline import __version__
+import aio_pika
+
+from postline import __version__, topology
 from postline.lifecycle import Service, Supervisor, run
 from postline.logs import configure_logging
 from postline.settings import ConfigError, Settings, load_settings
 
 SERVICES = ("ingress", "filter", "delivery", "audit")
+
+
+class OperationError(Exception):
+    """A command could not do its job; the message is the one line the user sees."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,28 +71,27 @@ def _run_services(names: Sequence[str], settings: Settings) -> int:
 
 
 def _topology(action: str, settings: Settings) -> int:
-    from postline import topology
-
     topo = topology.topology_for(settings)
     if action == "show":
         print(topology.describe(topo))
     elif action == "export":
         print(json.dumps(topology.to_definitions(topo), indent=2))
     else:
-        asyncio.run(_declare(settings, topo))
+        asyncio.run(_declare(settings.broker.url, topo))
         print(f"declared {len(topo.queues)} queues in namespace {topo.namespace}")
     return 0
 
 
-async def _declare(settings: Settings, topo: object) -> None:
-    import aio_pika
-
-    from postline import topology
-
-    assert isinstance(topo, topology.Topology)
-    connection = await aio_pika.connect(settings.broker.url, timeout=10)
+async def _declare(url: str, topo: topology.Topology) -> None:
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # the one-line error says it all
+    try:
+        connection = await aio_pika.connect(url, timeout=10)
+    except Exception as error:
+        raise OperationError(f"cannot reach RabbitMQ: {error}") from None
     try:
         await topology.declare(connection, topo)
+    except topology.TopologyMismatch as error:
+        raise OperationError(str(error)) from None
     finally:
         await connection.close()
 
@@ -132,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"postline: {error}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as error:
+    except (OperationError, OSError, ValueError) as error:
         print(f"postline: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
-from postline.delivery.outcome import settle
+from postline.delivery.outcome import recipient_events, settle
 from postline.delivery.retry import RetryPlan
 from postline.delivery.transaction import Decision
 from postline.delivery.trouble import Phase
-from postline.models import EventKind
+from postline.dsn import FailedRecipient, bounce
+from postline.models import Envelope, EventKind
 from postline.reply import SmtpReply
 
 LATER = RetryPlan("1m", datetime(2025, 1, 1, 0, 1, tzinfo=UTC))
 EXPIRED = RetryPlan(None, None)
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def decision(code: int, phase: Phase = Phase.RCPT) -> Decision:
@@ -44,3 +47,17 @@ def test_4xx_past_the_lifetime_is_expired() -> None:
 
 def test_552_at_rcpt_is_deferred() -> None:
     assert settle("a@x", decision(552), LATER, 60).kind is EventKind.DEFERRED
+
+
+def test_event_ids_keep_their_derivation_from_message_attempt_kind_and_recipient() -> None:
+    """Ids already in the trails must match what a redelivery derives after an upgrade."""
+    envelope = Envelope(message_id="M1", mail_from="s@x.test", rcpt_to=("a@x",))
+    outcome = settle("a@x", decision(250, Phase.DATA), LATER, 60)
+    [event] = recipient_events(envelope, 2, [outcome], NOW)
+    key = "postline:M1:2:delivered:a@x"
+    assert event.event_id == uuid.uuid5(uuid.NAMESPACE_URL, key).hex
+    failed = [FailedRecipient("a@x", SmtpReply(code=550), None)]
+    _, _, sent = bounce(
+        envelope, b"", failed, reporting_mta="relay.test", service="delivery", attempt=2, now=NOW
+    )
+    assert sent.event_id == uuid.uuid5(uuid.NAMESPACE_URL, "postline:M1:2:dsn_sent").hex

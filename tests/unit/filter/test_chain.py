@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -168,3 +169,15 @@ def test_hostname_defaults_to_the_ingress_hostname() -> None:
     assert effective_settings(settings).hostname == "mx.example.org"
     own = Settings.model_validate({"filter": {"hostname": "filter.example.org"}})
     assert effective_settings(own).hostname == "filter.example.org"
+
+
+def test_filter_event_ids_keep_their_derivation_from_the_message_id() -> None:
+    """Ids already in the trails must match what a redelivery derives after an upgrade."""
+    passed = Outcome(True, None, Decision.proceed(), ())
+    rejected = Outcome(False, "body", Decision.reject("bad"), ())
+    expected = uuid.uuid5(uuid.NAMESPACE_URL, "postline:M1:filtered:").hex
+    assert filtered_event(ENVELOPE, passed, 1).event_id == expected
+    key = "postline:M1:rejected:c@z.test"
+    assert (
+        rejected_events(ENVELOPE, rejected)[1].event_id == uuid.uuid5(uuid.NAMESPACE_URL, key).hex
+    )

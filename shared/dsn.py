@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from postline.models import Envelope, Event, EventKind
+from postline.models import Envelope, Event, EventKind, stable_event_id
 from postline.reply import SmtpReply
 
 _HEADER_LIMIT = 64 * 1024
@@ -182,9 +182,8 @@ def bounce(
         original, body, failed, reporting_mta=reporting_mta,
         dsn_message_id=envelope.message_id, now=now,
     )  # fmt: skip
-    key = f"postline:{original.message_id}:{attempt}:{EventKind.DSN_SENT}"
     event = Event(
-        event_id=uuid.uuid5(uuid.NAMESPACE_URL, key).hex,
+        event_id=stable_event_id(original.message_id, attempt, EventKind.DSN_SENT),
         kind=EventKind.DSN_SENT,
         service=service,
         message_id=original.message_id,

@@ -36,6 +36,16 @@ def new_message_id() -> str:
     return "".join(reversed(chars))
 
 
+def stable_event_id(message_id: str, *parts: object) -> str:
+    """An event id derived from ``message_id`` and ``parts`` (kind, attempt, recipient...).
+
+    The same inputs give the same id, so an event published again after a
+    redelivery is recognised (and dropped) by audit.
+    """
+    key = ":".join(["postline", message_id, *map(str, parts)])
+    return uuid.uuid5(uuid.NAMESPACE_URL, key).hex
+
+
 class Envelope(BaseModel):
     """SMTP envelope and history of one message; stable ``message_id`` across retries."""
 

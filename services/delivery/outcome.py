@@ -15,7 +15,6 @@ same ids (audit drops the duplicates); each transcript is its own event.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,7 @@ from postline.delivery.engine import Conversation
 from postline.delivery.retry import RetryPlan
 from postline.delivery.transaction import Decision
 from postline.delivery.trouble import Phase, Verdict, verdict
-from postline.models import Envelope, Event, EventKind
+from postline.models import Envelope, Event, EventKind, stable_event_id
 from postline.reply import SmtpReply
 from postline.values import format_duration
 
@@ -76,17 +75,13 @@ def settle(recipient: str, decision: Decision, plan: RetryPlan, lifetime: float)
     )
 
 
-def event_id(message_id: str, attempt: int, kind: str, key: str) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"postline:{message_id}:{attempt}:{kind}:{key}").hex
-
-
 def recipient_events(
     envelope: Envelope, attempt: int, outcomes: Iterable[Outcome], now: datetime
 ) -> list[Event]:
     queued = (now - envelope.received_at).total_seconds()
     return [
         Event(
-            event_id=event_id(envelope.message_id, attempt, outcome.kind, outcome.recipient),
+            event_id=stable_event_id(envelope.message_id, attempt, outcome.kind, outcome.recipient),
             kind=outcome.kind,
             at=now,
             service=SERVICE,

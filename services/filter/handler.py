@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 from postline.bus import Bus, Delivery, Poison
 from postline.dsn import FailedRecipient, bounce, wants_dsn
 from postline.filter import metrics, replies
 from postline.filter.chain import Chain, FilterDeferred, FilterTimeout, Outcome
 from postline.filter.message import FilterMessage
-from postline.models import Envelope, Event, EventKind, utcnow
+from postline.models import Envelope, Event, EventKind, stable_event_id, utcnow
 from postline.topology import Stage
 
 log = logging.getLogger("postline.filter")
@@ -97,14 +96,9 @@ class FilterHandler:
             raise
 
 
-def event_id(message_id: str, kind: EventKind, recipient: str = "") -> str:
-    """Stable id of the filter's event about ``message_id``: a redelivery repeats it."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"postline:{message_id}:{kind}:{recipient}").hex
-
-
 def filtered_event(envelope: Envelope, outcome: Outcome, size: int) -> Event:
     return Event(
-        event_id=event_id(envelope.message_id, EventKind.FILTERED),
+        event_id=stable_event_id(envelope.message_id, EventKind.FILTERED, ""),  # no recipient
         kind=EventKind.FILTERED,
         service=SERVICE,
         message_id=envelope.message_id,
@@ -124,7 +118,7 @@ def rejected_events(envelope: Envelope, outcome: Outcome) -> list[Event]:
         reason += f": {decision.reason}"
     return [
         Event(
-            event_id=event_id(envelope.message_id, EventKind.REJECTED, recipient),
+            event_id=stable_event_id(envelope.message_id, EventKind.REJECTED, recipient),
             kind=EventKind.REJECTED,
             service=SERVICE,
             message_id=envelope.message_id,

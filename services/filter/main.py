@@ -17,18 +17,19 @@ from postline.topology import Stage
 from postline.worker import Worker
 
 
+def relay_hostname(settings: Settings) -> str:
+    """This relay's name: ``[filter] hostname``, defaulting to ``[ingress] hostname``."""
+    return settings.filter.hostname or settings.ingress.hostname
+
+
 def effective_settings(settings: Settings) -> FilterSettings:
-    """``[filter]`` with ``hostname`` defaulted to ``[ingress] hostname``."""
-    section = settings.filter
-    if section.hostname:
-        return section
-    return section.model_copy(update={"hostname": settings.ingress.hostname})
+    """``[filter]`` with ``hostname`` defaulted (``relay_hostname``)."""
+    return settings.filter.model_copy(update={"hostname": relay_hostname(settings)})
 
 
 def build(settings: Settings, supervisor: Supervisor) -> Service:
     section = effective_settings(settings)
     chain = Chain(build_filters(section), section.timeout)
     worker = Worker("filter", settings, supervisor, Stage.SUBMIT, section.concurrency)
-    reporting_mta = section.hostname or settings.ingress.hostname
-    worker.set_handler(FilterHandler(chain, worker.bus, reporting_mta=reporting_mta))
+    worker.set_handler(FilterHandler(chain, worker.bus, reporting_mta=relay_hostname(settings)))
     return worker

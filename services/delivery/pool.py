@@ -58,14 +58,12 @@ class Pool:
 
     async def acquire(self, target: Target) -> tuple[Connection, bool]:
         """A session to ``target`` and whether it was reused; ``HostFailure`` if none."""
-        idle = self._idle.get(target.key)
+        idle = self._idle.get(target.key)  # emptied lists are dropped by ``reap``
         while idle:
             connection = idle.pop()
             if await self._still_good(connection):
                 metrics.TRANSACTIONS.labels("reused").inc()
                 return connection, True
-        if not idle:
-            self._idle.pop(target.key, None)
         connection = await open_session(target, self.config)
         metrics.TRANSACTIONS.labels("new").inc()
         return connection, False
@@ -96,9 +94,11 @@ class Pool:
         if self._closing:
             await asyncio.wait(set(self._closing), timeout=_QUIT_TIMEOUT + 1)
 
+    def _fresh(self, connection: Connection, now: float) -> bool:
+        return connection.alive and now - connection.idle_since <= self._idle_timeout
+
     async def _still_good(self, connection: Connection) -> bool:
-        expired = time.monotonic() - connection.idle_since > self._idle_timeout
-        if expired or not connection.alive:
+        if not self._fresh(connection, time.monotonic()):
             self._quit(connection)
             return False
         connection.note(f"reuse session {connection.session_id} to {connection.target.label}")
@@ -120,16 +120,25 @@ class Pool:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self._idle_timeout / 2))
-            now = time.monotonic()
-            for key, conns in list(self._idle.items()):
-                keep = [c for c in conns if now - c.idle_since <= self._idle_timeout and c.alive]
-                for connection in conns:
-                    if connection not in keep:
-                        self._quit(connection)
-                if keep:
-                    self._idle[key] = keep
+            self.reap()
+
+    def reap(self) -> None:
+        """QUIT stale idle sessions and drop empty lists.
+
+        Lists are pruned in place: an ``acquire`` waiting for RSET holds its
+        list and must see what is still idle, not a copy the reaper replaced.
+        """
+        now = time.monotonic()
+        for key, conns in list(self._idle.items()):
+            keep = []
+            for connection in conns:
+                if self._fresh(connection, now):
+                    keep.append(connection)
                 else:
-                    del self._idle[key]
+                    self._quit(connection)
+            conns[:] = keep
+            if not conns:
+                del self._idle[key]
 
 
 class DestinationBusy(Exception):

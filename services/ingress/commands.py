@@ -94,9 +94,8 @@ class Commands:
             await self.push(f"250 {self.hostname}")
             return
         lines = [self.hostname, *self._extensions()]
-        for line in lines[:-1]:
-            await self.push(f"250-{line}")
-        await self.push(f"250 {lines[-1]}")
+        # One write for the whole reply, not one write (and TCP segment) per line.
+        await self.push("\r\n".join([*(f"250-{line}" for line in lines[:-1]), f"250 {lines[-1]}"]))
 
     def _extensions(self) -> list[str]:
         extensions = ["PIPELINING", f"SIZE {self.settings.max_message_size}", "8BITMIME"]

@@ -133,3 +133,22 @@ async def test_every_reply_in_a_session_has_an_enhanced_code(start_ingress: Star
             command,
             reply,
         )
+
+
+async def test_ehlo_answers_the_hostname_then_each_extension_and_helo_one_line(
+    start_ingress: StartIngress,
+) -> None:
+    ingress = await start_ingress(max_message_size=1000)
+    client = await RawClient.connect(*ingress.plain)
+    ehlo = await client.ehlo()
+    assert ehlo.lines == (
+        "mx.test",
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    )
+    assert (await client.command("HELO client.test")).lines == ("mx.test",)
+    assert (await client.command("NOOP")).text == "250 2.0.0 Ok", "nothing left over"
+    await client.close()

@@ -62,10 +62,6 @@ class Chain:
         self.filters = tuple(filters)
         self.timeout = timeout
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.filters)
-
     async def run(self, message: FilterMessage) -> Outcome:
         ran: list[tuple[str, Decision]] = []
         for step in self.filters:

@@ -176,9 +176,8 @@ class Commands:
             return
         assert path.mailbox is not None
         reply = await self.shared.handler.handle_RCPT(self.conn, self.txn, path.mailbox)
-        recipient = str(path.mailbox)
-        if reply.code == 250 and recipient not in self.txn.rcpt_to:
-            self.txn.rcpt_to.append(recipient)
+        if reply.code == 250:
+            self.txn.rcpt_to[str(path.mailbox)] = None  # a repeat keeps its first place
         await self.say(reply)
 
     async def smtp_DATA(self, arg: str) -> None:

@@ -66,7 +66,7 @@ class Transaction:
     mail_from: Mailbox | None
     smtputf8: bool = False
     declared_size: int | None = None
-    rcpt_to: list[str] = field(default_factory=list)
+    rcpt_to: dict[str, None] = field(default_factory=dict)  # accepted, in order; O(1) repeats
 
 
 class Drainable(Protocol):

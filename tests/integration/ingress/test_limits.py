@@ -82,6 +82,23 @@ async def test_recipients_past_the_limit_get_452(start_ingress: StartIngress) ->
     assert len(envelope.rcpt_to) == 3
 
 
+async def test_a_repeated_recipient_is_queued_once_and_not_counted_twice(
+    start_ingress: StartIngress,
+) -> None:
+    ingress = await start_ingress(max_recipients=2)
+    client = await session(ingress)
+    assert (await client.command("MAIL FROM:<a@example.org>")).code == 250
+    for rcpt in ("a@example.net", "a@Example.NET", "b@example.net"):
+        assert (await client.command(f"RCPT TO:<{rcpt}>")).code == 250, rcpt
+    assert (await client.command("RCPT TO:<c@example.net>")).text.startswith("452 4.5.3")
+    assert (await client.command("DATA")).code == 354
+    await client.send(b"Subject: twice\r\n\r\nx\r\n.\r\n")
+    assert (await client.reply()).code == 250
+    await client.close()
+    [(_, envelope)] = await ingress.submitted()
+    assert envelope.rcpt_to == ("a@example.net", "b@example.net")
+
+
 async def test_long_and_bare_lf_lines_are_refused(start_ingress: StartIngress) -> None:
     ingress = await start_ingress()
     client = await session(ingress)

@@ -38,9 +38,6 @@ TLS_UNAVAILABLE = reply(451, "4.7.4", "TLS required but not offered by the remot
 AUTH_WITHOUT_TLS = reply(451, "4.7.0", "Refusing to authenticate over an unencrypted connection")
 AUTH_FAILED = reply(451, "4.7.0", "Authentication at the smarthost failed")
 
-# Queue
-EXPIRED = reply(451, "4.4.7", "Delivery time expired")
-
 
 def detailed(base: SmtpReply, detail: str) -> SmtpReply:
     """``base`` with ``: detail`` appended to its text."""

@@ -168,9 +168,9 @@ class Bus:
         )
 
     async def publish_events(self, events: list[Event]) -> None:
-        """Publish events concurrently; returns when all are confirmed."""
-        await asyncio.gather(
-            *(
+        """Publish events concurrently; returns when all are confirmed (see ``all_confirmed``)."""
+        await all_confirmed(
+            [
                 self.publish(
                     self.topology.work_exchange,
                     Stage.EVENTS.value,
@@ -179,7 +179,7 @@ class Bus:
                     content_type="application/json",
                 )
                 for event in events
-            )
+            ]
         )
 
     # -- connecting ------------------------------------------------------------------------
@@ -262,3 +262,16 @@ class Bus:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def all_confirmed(publishes: list[Awaitable[None]]) -> None:
+    """Await every publish, then raise the first failure (if any).
+
+    A handler that raises while a sibling publish is still in flight would be
+    requeued with that publish still landing; waiting for all of them first
+    keeps "what was published" and "what the handler reported" the same.
+    """
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

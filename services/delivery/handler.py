@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable
 from datetime import datetime
 
-from postline.bus import Bus, Delivery
+from postline.bus import Bus, Delivery, all_confirmed
 from postline.delivery import metrics, replies
 from postline.delivery.engine import Conversation, Engine
 from postline.delivery.outcome import (
@@ -99,7 +99,7 @@ class DeliveryHandler:
             publishes.append(self.bus.publish_stage(Stage.SUBMIT, data, dsn))
             events.append(sent)
         publishes.append(self.bus.publish_events(events))
-        await _all(publishes)
+        await all_confirmed(publishes)
         if bounce:
             metrics.DSN_SENT.inc()
         metrics.MESSAGES.inc()
@@ -162,11 +162,3 @@ class DeliveryHandler:
                 outcome.reply,
                 extra={"message_id": envelope.message_id, "mx_host": outcome.mx_host},
             )
-
-
-async def _all(publishes: list[Awaitable[None]]) -> None:
-    """Await every publish; raise the first failure after all have finished."""
-    results = await asyncio.gather(*publishes, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

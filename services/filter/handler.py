@@ -16,10 +16,9 @@ turn a failed event publish into a second copy of the mail.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from postline.bus import Bus, Delivery, Poison
+from postline.bus import Bus, Delivery, Poison, all_confirmed
 from postline.dsn import FailedRecipient, bounce, wants_dsn
 from postline.filter import metrics, replies
 from postline.filter.chain import Chain, FilterDeferred, FilterTimeout, Outcome
@@ -72,9 +71,11 @@ class FilterHandler:
             envelope, body, failed, reporting_mta=self.reporting_mta,
             service=SERVICE, attempt=envelope.attempt, now=utcnow(),
         )  # fmt: skip
-        await asyncio.gather(
-            self.bus.publish_events([*events, sent]),
-            self.bus.publish_stage(Stage.SUBMIT, data, dsn),
+        await all_confirmed(
+            [
+                self.bus.publish_events([*events, sent]),
+                self.bus.publish_stage(Stage.SUBMIT, data, dsn),
+            ]
         )
 
     async def _run(self, message: FilterMessage) -> Outcome:

@@ -13,9 +13,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 Clock = Callable[[], float]
 MAX_KEYS = 100_000
+V = TypeVar("V")
 
 
 class SessionRefusal(StrEnum):
@@ -80,26 +82,18 @@ class RateLimiter:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            self._make_room()
+            _make_room(self._buckets, lambda old: self._level(old, now) >= self._rate)
             bucket = self._buckets[key] = _Bucket(float(self._rate), now)
-        bucket.tokens = min(
-            float(self._rate), bucket.tokens + (now - bucket.updated) * self._per_second
-        )
+        bucket.tokens = min(float(self._rate), self._level(bucket, now))
         bucket.updated = now
         if bucket.tokens < 1:
             return False
         bucket.tokens -= 1
         return True
 
-    def _make_room(self) -> None:
-        if len(self._buckets) < MAX_KEYS:
-            return
-        now = self._clock()
-        for key, bucket in list(self._buckets.items()):
-            if bucket.tokens + (now - bucket.updated) * self._per_second >= self._rate:
-                del self._buckets[key]
-        while len(self._buckets) >= MAX_KEYS:
-            del self._buckets[next(iter(self._buckets))]
+    def _level(self, bucket: _Bucket, now: float) -> float:
+        """Tokens in ``bucket`` at ``now``, before capping at ``rate``."""
+        return bucket.tokens + (now - bucket.updated) * self._per_second
 
 
 class FailureTracker:
@@ -128,7 +122,8 @@ class FailureTracker:
         """Record a failure; True if this one locks ``key`` out."""
         now = self._clock()
         if key not in self._failures:
-            self._make_room(now)
+            _make_room(self._failures, lambda old: not old or now - old[-1] > self._window)
+            _make_room(self._locked_until, lambda until: until <= now)
         times = self._failures.setdefault(key, deque())
         times.append(now)
         while times and now - times[0] > self._window:
@@ -142,14 +137,12 @@ class FailureTracker:
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
 
-    def _make_room(self, now: float) -> None:
-        if len(self._failures) >= MAX_KEYS:
-            for key, times in list(self._failures.items()):
-                if not times or now - times[-1] > self._window:
-                    del self._failures[key]
-            while len(self._failures) >= MAX_KEYS:
-                del self._failures[next(iter(self._failures))]
-        if len(self._locked_until) >= MAX_KEYS:
-            self._locked_until = {k: t for k, t in self._locked_until.items() if t > now}
-            while len(self._locked_until) >= MAX_KEYS:
-                del self._locked_until[next(iter(self._locked_until))]
+
+def _make_room(table: dict[str, V], idle: Callable[[V], bool]) -> None:
+    """Before a new key enters a full ``table``: forget its idle entries, then its oldest."""
+    if len(table) < MAX_KEYS:
+        return
+    for key in [key for key, value in table.items() if idle(value)]:
+        del table[key]
+    while len(table) >= MAX_KEYS:
+        del table[next(iter(table))]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from postline.ingress import limits
 from postline.ingress.limits import FailureTracker, RateLimiter, SessionCounter
 
 
@@ -62,3 +65,58 @@ def test_old_failures_and_successes_do_not_count() -> None:
     assert not tracker.failed("ip"), "the first failure left the window"
     tracker.succeeded("ip")
     assert not tracker.failed("ip"), "a success clears the count"
+
+
+def test_a_full_rate_table_forgets_idle_buckets_first_then_the_oldest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "MAX_KEYS", 3)
+    clock = Clock()
+    limiter = RateLimiter(rate=2, window=60, clock=clock)  # one token back every 30 s
+    assert [limiter.allow("a"), limiter.allow("a"), limiter.allow("b")] == [True] * 3
+    assert [limiter.allow("c"), limiter.allow("c")] == [True] * 2
+    clock.now += 31  # b is full again (idle); a and c are not
+    assert limiter.allow("d")
+    assert [limiter.allow("a"), limiter.allow("a")] == [True, False], "a, the oldest, was kept"
+    assert limiter.allow("e"), "nothing idle: the oldest (a) makes room"
+    assert [limiter.allow("a"), limiter.allow("a")] == [True, True], "a starts again full"
+
+
+def test_a_full_failure_table_forgets_quiet_keys_first_then_the_oldest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "MAX_KEYS", 2)
+    clock = Clock()
+    tracker = FailureTracker(max_failures=2, window=60, lockout=300, clock=clock)
+    tracker.failed("a")
+    clock.now += 1
+    tracker.failed("b")
+    clock.now += 64
+    assert not tracker.failed("a"), "a's first failure left the window"
+    assert not tracker.failed("c"), "b is quiet (nothing within the window): it makes room"
+    assert tracker.failed("a"), "a, the oldest key, kept its failure: this one locks it"
+    assert not tracker.failed("d")
+    clock.now += 1
+    assert not tracker.failed("e"), "nothing quiet: the oldest (c) makes room"
+    assert not tracker.failed("c"), "c starts again from no failures"
+
+
+def test_a_full_lockout_table_forgets_expired_lockouts_first_then_the_oldest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "MAX_KEYS", 3)
+    clock = Clock()
+    tracker = FailureTracker(max_failures=1, window=60, lockout=100, clock=clock)
+    assert tracker.failed("a")
+    clock.now += 10
+    assert tracker.failed("b")
+    clock.now += 10
+    assert tracker.failed("a"), "a, the oldest entry, is locked again until 120"
+    clock.now += 10
+    assert tracker.failed("c")
+    clock.now += 85  # b's lockout (until 110) is over; a's and c's are not
+    assert tracker.failed("d")
+    assert tracker.locked("a"), "the expired lockout (b) made room, not the oldest"
+    assert tracker.failed("e")
+    assert not tracker.locked("a"), "nothing expired: the oldest lockout (a) makes room"
+    assert tracker.locked("c") and tracker.locked("d") and tracker.locked("e")

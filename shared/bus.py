@@ -55,6 +55,7 @@ class Bus:
         self._consumers: list[Consumer] = []
         self._publisher: AbstractRobustConnection | None = None
         self._consumer_conn: AbstractRobustConnection | None = None
+        self._connections: list[AbstractRobustConnection] = []
         self._exchanges: dict[str, AbstractExchange] = {}
         self._connected = asyncio.Event()
         self._draining = False
@@ -100,10 +101,7 @@ class Bus:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for conn in (self._consumer_conn, self._publisher):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 5)
+        await self._discard_connections()
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(
@@ -204,18 +202,13 @@ class Bus:
                 delay = min(delay * 2, 10.0)
 
     async def _connect_once(self) -> None:
-        url = self._broker.url
-        self._publisher = await aio_pika.connect_robust(
-            url, timeout=10, client_properties={"connection_name": f"{self._name}-publish"}
-        )
+        self._publisher = await self._open("publish")
         await declare(self._publisher, self.topology)
         channel = await self._publisher.channel(publisher_confirms=True, on_return_raises=True)
         for name in (self.topology.work_exchange, self.topology.delay_exchange):
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         if self._consumers:
-            self._consumer_conn = await aio_pika.connect_robust(
-                url, timeout=10, client_properties={"connection_name": f"{self._name}-consume"}
-            )
+            self._consumer_conn = await self._open("consume")
             for consumer in self._consumers:
                 name = self.topology.queue_name(consumer.stage)
                 spec = next(q for q in self.topology.queues if q.name == name)
@@ -223,11 +216,26 @@ class Bus:
         self._connected.set()
         log.info("connected to the broker", extra={"namespace": self.topology.namespace})
 
+    async def _open(self, role: str) -> AbstractRobustConnection:
+        """A robust connection, remembered *before* it connects.
+
+        ``connect()`` starts a reconnecting task of its own: if we are cancelled
+        while it runs (a service stopping during start-up), the connection must
+        still be closable, or it would reconnect forever in a dying process.
+        """
+        connection = aio_pika.RobustConnection(
+            aio_pika.connection.make_url(self._broker.url),
+            client_properties={"connection_name": f"{self._name}-{role}"},
+        )
+        self._connections.append(connection)
+        await connection.connect(timeout=10)
+        return connection
+
     async def _discard_connections(self) -> None:
-        for conn in (self._publisher, self._consumer_conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+        connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
         self._publisher = self._consumer_conn = None
 
     async def _watchdog(self) -> None:

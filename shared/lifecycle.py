@@ -92,5 +92,35 @@ async def serve(build: Builder, listens: Sequence[HostPort | None], grace: float
 
 
 def run(build: Builder, listens: Sequence[HostPort | None], grace: float) -> int:
-    """Synchronous entry point for ``main()``: returns the process exit code."""
-    return asyncio.run(serve(build, listens, grace))
+    """Synchronous entry point of every service: returns the process exit code.
+
+    Unlike ``asyncio.run``, whose final clean-up waits without limit for every
+    leftover task to finish cancelling, a stopped service gives leftovers
+    ``LEFTOVER_GRACE`` seconds: a library task that will not die must not keep
+    a drained process (and its supervisor's restart) waiting forever.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(serve(build, listens, grace))
+        loop.run_until_complete(_cancel_leftovers(LEFTOVER_GRACE))
+        return code
+    finally:
+        loop.close()
+
+
+LEFTOVER_GRACE = 10.0
+
+
+async def _cancel_leftovers(within: float) -> None:
+    current = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        _, pending = await asyncio.wait(leftovers, timeout=within)
+        if pending:
+            log.warning("%d tasks did not stop within %.0fs; exiting anyway", len(pending), within)
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(loop.shutdown_default_executor(), within)

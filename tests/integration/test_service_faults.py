@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import smtplib
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -114,3 +115,20 @@ def test_broker_resource_alarm_answers_451_within_the_publish_deadline_then_reco
     finally:
         assert relay.stop() == 0
         asyncio.run(delete_topology(topology_for(load_settings(relay.config_path))))
+
+
+def test_a_listener_that_cannot_bind_stops_the_process_promptly_with_exit_1(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        relay = RelayProcess(tmp_path, {
+            "broker": {"namespace": new_namespace()},
+            "ingress": {"listen": [f"127.0.0.1:{port}"]},
+        })  # fmt: skip
+        relay.start(wait_ready=False)
+        assert exit_code_within(relay, 20) == 1
+    assert "could not start" in relay.logs() and "address already in use" in relay.logs()
+    asyncio.run(delete_topology(topology_for(load_settings(relay.config_path))))

@@ -83,7 +83,8 @@ class Decision:
 
 class Filter(Protocol):
     """One step of the chain. ``apply`` must not block the event loop (use
-    ``asyncio.to_thread`` for CPU-heavy work); it is cancelled after ``[filter] timeout``."""
+    ``asyncio.to_thread`` for CPU-heavy work); it is cancelled when the message's
+    ``[filter] timeout`` runs out (one budget for parsing, every filter and re-assembly)."""
 
     @property
     def name(self) -> str: ...

@@ -1,27 +1,36 @@
-"""Runs the configured filters over one message, in order, each within a time limit.
+"""Runs the configured filters over one message, in order, within one time budget.
 
 ``Chain.run`` returns an ``Outcome``: passed (every filter said ``CONTINUE``,
 or one said ``ACCEPT``) or rejected (one said ``REJECT``). A ``DEFER``
-verdict raises ``FilterDeferred`` and a filter running past ``timeout``
-raises ``FilterTimeout``; both are ``TemporaryFilterFailure``, which the
-service lets reach the bus so the message is requeued (and parked after
-``[broker] delivery_limit`` deliveries). Any other exception from a filter
+verdict raises ``FilterDeferred`` and running out of time ``FilterTimeout``
+(below); both are ``TemporaryFilterFailure``, which the service lets reach
+the bus so the message is requeued (and parked after ``[broker]
+delivery_limit`` deliveries). Any other exception from a filter
 propagates unchanged (also a requeue; ``Poison`` parks at once).
 
-The time limit cancels a filter at its next ``await``: a filter that burns
-CPU without awaiting must move that work to a thread (``asyncio.to_thread``).
+``[filter] timeout`` is one ``Deadline`` per message, not per filter: the
+handler starts it before parsing and spends it on the parse, on every filter
+(``Chain.run(message, deadline)``) and on re-assembly; whatever step is
+running when it ends raises ``FilterTimeout``, naming that step.
+Without a deadline, ``run`` starts one of ``timeout`` seconds for the chain.
+The deadline cancels a step at its next ``await``: a filter that burns CPU
+without awaiting must move that work to a thread (``asyncio.to_thread``).
+Each filter's own time still goes to ``postline_filter_duration_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from postline.filter import metrics
 from postline.filter.api import Decision, Filter, Verdict
 from postline.filter.message import FilterMessage
+
+T = TypeVar("T")
 
 
 class TemporaryFilterFailure(Exception):
@@ -29,7 +38,7 @@ class TemporaryFilterFailure(Exception):
 
 
 class FilterTimeout(TemporaryFilterFailure):
-    """A filter took longer than ``[filter] timeout``."""
+    """Handling one message took longer than ``[filter] timeout``."""
 
 
 class FilterDeferred(TemporaryFilterFailure):
@@ -38,6 +47,26 @@ class FilterDeferred(TemporaryFilterFailure):
     def __init__(self, name: str, decision: Decision) -> None:
         super().__init__(f"filter {name} deferred the message: {decision.reason}")
         self.decision = decision
+
+
+class Deadline:
+    """The end of one message's ``[filter] timeout``, started when it is made."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.at = asyncio.get_running_loop().time() + timeout
+
+    async def run(self, step: str, work: Awaitable[T]) -> T:
+        """``await work``, cancelled at the deadline: ``FilterTimeout`` naming ``step``."""
+        try:
+            async with asyncio.timeout_at(self.at) as scope:
+                return await work
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the step's own timeout, not the budget's
+            raise FilterTimeout(
+                f"{step} ran past the message's {self.timeout:g}s [filter] timeout"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -56,16 +85,19 @@ class Outcome:
 
 
 class Chain:
-    """The filters of ``[filter] chain`` and the per-filter time limit."""
+    """The filters of ``[filter] chain`` and the time budget of one message."""
 
     def __init__(self, filters: Sequence[Filter], timeout: float) -> None:
         self.filters = tuple(filters)
         self.timeout = timeout
 
-    async def run(self, message: FilterMessage) -> Outcome:
+    async def run(self, message: FilterMessage, deadline: Deadline | None = None) -> Outcome:
+        """Every filter in order, all before ``deadline`` (default: ``timeout`` from now)."""
+        if deadline is None:
+            deadline = Deadline(self.timeout)
         ran: list[tuple[str, Decision]] = []
         for step in self.filters:
-            decision = await self._apply(step, message)
+            decision = await self._apply(step, message, deadline)
             ran.append((step.name, decision))
             if decision.verdict is Verdict.CONTINUE:
                 continue
@@ -75,12 +107,10 @@ class Chain:
             return Outcome(passed, step.name, decision, tuple(ran))
         return Outcome(True, None, Decision.proceed(), tuple(ran))
 
-    async def _apply(self, step: Filter, message: FilterMessage) -> Decision:
+    async def _apply(self, step: Filter, message: FilterMessage, deadline: Deadline) -> Decision:
         started = time.perf_counter()
         try:
-            decision = await asyncio.wait_for(step.apply(message), self.timeout)
-        except TimeoutError:
-            raise FilterTimeout(f"filter {step.name} took longer than {self.timeout:g}s") from None
+            decision = await deadline.run(f"filter {step.name}", step.apply(message))
         finally:
             metrics.FILTER_SECONDS.labels(step.name).observe(time.perf_counter() - started)
         if not isinstance(decision, Decision):

@@ -31,5 +31,8 @@ def build(settings: Settings, supervisor: Supervisor) -> Service:
     section = effective_settings(settings)
     chain = Chain(build_filters(section), section.timeout)
     worker = Worker("filter", settings, supervisor, Stage.SUBMIT, section.concurrency)
-    worker.set_handler(FilterHandler(chain, worker.bus, reporting_mta=relay_hostname(settings)))
+    handler = FilterHandler(
+        chain, worker.bus, reporting_mta=relay_hostname(settings), limits=section.header_limits
+    )
+    worker.set_handler(handler)
     return worker

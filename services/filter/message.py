@@ -12,17 +12,33 @@ first empty line; a line that is neither a field (``name:``) nor a
 continuation (leading space or tab) also ends it and starts the body, as in
 a message without headers at all. Fields added here end with CRLF and are
 folded by the caller (``\\r\\n`` followed by a space or tab).
+
+Cost: splitting is linear in the header section (each field is found with one
+regex search and sliced once; continuation lines are never appended one by
+one), and so are ``to_bytes``, ``HeaderField.value`` and every lookup. With
+``HeaderLimits`` it is also bounded: it scans at most ``max_size`` bytes and
+builds at most ``max_lines`` fields, and raises ``HeaderSectionTooLarge`` for
+a header section (the fields, without the empty line that ends them) of more
+bytes or more lines than that. To tell whether a line that starts near the
+limit is a field or the body, it reads up to 998 bytes (RFC 5322's longest
+line) past ``max_size``; a field name still running there counts as too
+large. The body is never scanned.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from postline.models import Envelope
 
 CRLF = b"\r\n"
-_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_NAME_SO_FAR = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*")
+_FIELD_END = re.compile(rb"\r\n(?![ \t])")
+_UNFOLD = re.compile(rb"\r\n(?=[ \t])")
+_NAME_SLACK = 998  # how far past max_size a line is read to tell a field from the body
 _NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _FOLD = re.compile(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
 
@@ -38,8 +54,24 @@ class HeaderField:
     def value(self) -> str:
         """The unfolded value, leading and trailing whitespace removed."""
         _, _, value = self.raw.partition(b":")
-        unfolded = re.sub(rb"\r\n(?=[ \t])", b"", value)
+        unfolded = _UNFOLD.sub(b"", value)
         return unfolded.decode("utf-8", errors="replace").strip()
+
+
+@dataclass(frozen=True)
+class HeaderLimits:
+    """The largest header section ``split_message`` parses: bytes and lines (CRLF-ended)."""
+
+    max_size: int
+    max_lines: int
+
+
+DEFAULT_LIMITS = HeaderLimits(max_size=1024 * 1024, max_lines=20_000)
+"""``[filter] max_header_size`` and ``max_header_lines`` unless configured."""
+
+
+class HeaderSectionTooLarge(ValueError):
+    """The header section exceeds ``HeaderLimits``; the text says which limit (no content)."""
 
 
 class HeaderBlock:
@@ -49,17 +81,17 @@ class HeaderBlock:
         self.fields = fields
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(_same(f.name, name) for f in self.fields)
+        return isinstance(name, str) and next(self._named(name), None) is not None
 
     def __len__(self) -> int:
         return len(self.fields)
 
     def get(self, name: str) -> str | None:
         """Value of the first field called ``name``, or ``None``."""
-        return next((f.value for f in self.fields if _same(f.name, name)), None)
+        return next((f.value for f in self._named(name)), None)
 
     def get_all(self, name: str) -> list[str]:
-        return [f.value for f in self.fields if _same(f.name, name)]
+        return [f.value for f in self._named(name)]
 
     def prepend(self, name: str, value: str) -> None:
         """Add a field above all others (where trace fields such as ``Received`` go)."""
@@ -74,7 +106,8 @@ class HeaderBlock:
 
     def remove(self, name: str) -> int:
         """Remove every field called ``name``; returns how many were removed."""
-        kept = [f for f in self.fields if not _same(f.name, name)]
+        key = name.lower()
+        kept = [f for f in self.fields if f.name.lower() != key]
         removed = len(self.fields) - len(kept)
         self.fields = kept
         return removed
@@ -82,12 +115,20 @@ class HeaderBlock:
     def to_bytes(self) -> bytes:
         return b"".join(f.raw for f in self.fields)
 
+    def _named(self, name: str) -> Iterator[HeaderField]:
+        key = name.lower()
+        return (f for f in self.fields if f.name.lower() == key)
+
 
 class FilterMessage:
-    """The envelope (read-only), the header block (editable) and the body (read-only)."""
+    """The envelope (read-only), the header block (editable) and the body (read-only).
 
-    def __init__(self, envelope: Envelope, data: bytes) -> None:
-        fields, separator, body = split_message(data)
+    ``limits`` bounds the parsing (``HeaderSectionTooLarge``); without it only
+    the size of ``data`` does.
+    """
+
+    def __init__(self, envelope: Envelope, data: bytes, limits: HeaderLimits | None = None) -> None:
+        fields, separator, body = split_message(data, limits)
         self.envelope = envelope
         self.headers = HeaderBlock(fields)
         self._had_headers = bool(fields)
@@ -104,28 +145,44 @@ class FilterMessage:
         separator = self._separator
         if self.headers.fields and not self._had_headers and not separator and self._body:
             separator = CRLF  # headers added to a header-less message need the empty line
-        return self.headers.to_bytes() + separator + self._body
+        return b"".join([*(f.raw for f in self.headers.fields), separator, self._body])
 
 
-def split_message(data: bytes) -> tuple[list[HeaderField], bytes, bytes]:
+def split_message(
+    data: bytes, limits: HeaderLimits | None = None
+) -> tuple[list[HeaderField], bytes, bytes]:
     """Split ``data`` into header fields, the separator line and the body (module docstring)."""
     fields: list[HeaderField] = []
-    pos, size = 0, len(data)
+    size = len(data)
+    max_size = size if limits is None else limits.max_size
+    max_lines = size + 1 if limits is None else limits.max_lines
+    window = min(size, max_size + 1)  # one byte more: a field may end exactly at max_size
+    name_window = min(size, window + _NAME_SLACK)
+    pos = lines = 0
     while pos < size:
-        end = data.find(CRLF, pos)
-        line_end = size if end < 0 else end + 2
-        content = data[pos:] if end < 0 else data[pos:end]
-        if not content and end >= 0:
-            return fields, CRLF, data[line_end:]
-        if content[:1] in (b" ", b"\t") and fields:
-            last = fields[-1]
-            last.raw += data[pos:line_end]
-        elif match := _FIELD.match(content):
-            fields.append(HeaderField(match.group(1).decode("ascii"), data[pos:line_end]))
-        else:
+        if data.startswith(CRLF, pos):
+            return fields, CRLF, data[pos + 2 :]
+        match = _FIELD.match(data, pos, name_window)
+        if match is None:
+            if name_window < size and _NAME_SO_FAR.fullmatch(data, pos, name_window):
+                raise HeaderSectionTooLarge(f"header section of more than {max_size} bytes")
             return fields, b"", data[pos:]
-        pos = line_end
+        end = _field_end(data, match.end(), window, max_size)
+        lines += data.count(CRLF, pos, end) + (not data.endswith(CRLF, pos, end))
+        if lines > max_lines:
+            raise HeaderSectionTooLarge(f"header section of more than {max_lines} lines")
+        fields.append(HeaderField(match.group(1).decode("ascii"), data[pos:end]))
+        pos = end
     return fields, b"", b""
+
+
+def _field_end(data: bytes, start: int, window: int, max_size: int) -> int:
+    """Where the field whose value starts at ``start`` ends (after its last line's CRLF)."""
+    found = _FIELD_END.search(data, start, window)
+    end = window if found is None else found.end()
+    if end > max_size:
+        raise HeaderSectionTooLarge(f"header section of more than {max_size} bytes")
+    return end
 
 
 def _field(name: str, value: str) -> HeaderField:
@@ -137,7 +194,3 @@ def _field(name: str, value: str) -> HeaderField:
     if "\x00" in value:
         raise ValueError(f"header {name}: value must not contain NUL")
     return HeaderField(name, f"{name}: {value}".encode() + CRLF)
-
-
-def _same(a: str, b: str) -> bool:
-    return a.lower() == b.lower()

@@ -6,3 +6,7 @@ from postline.reply import reply
 
 REJECTED = reply(550, "5.7.1", "Message rejected by content filter")
 """Default reply on the rejected event of each recipient of a ``REJECT``ed message."""
+
+HEADER_TOO_LARGE = reply(554, "5.6.0", "Message header section exceeds the filter's limits")
+"""Reply on the rejected events of a message whose header section exceeds
+``[filter] max_header_size`` or ``max_header_lines``."""

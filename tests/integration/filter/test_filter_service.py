@@ -229,5 +229,54 @@ async def test_filter_that_raises_gets_the_message_again_and_it_then_passes(
     assert rig.delivered[0].body.endswith(b"\r\n\r\n" + BODY)
 
 
+class StallMeter:
+    """Ticks every 10 ms on the test's event loop; ``longest`` is the worst gap seen."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            self.longest, last = max(self.longest, now - last), now
+
+    async def stop(self) -> float:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        return self.longest
+
+
+async def test_header_folded_over_many_lines_is_refused_at_once_while_other_mail_flows(
+    rig_factory: Callable[..., Awaitable[Rig]],
+) -> None:
+    """A source other than ingress (no header limit there) sends a hostile header."""
+    rig = await rig_factory()
+    hostile, ordinary = envelope("ann@other.test"), envelope()
+    folded = HEADERS + b"X-Folded: x\r\n" + b" a\r\n" * 200_000 + b"\r\n" + BODY
+    meter = StallMeter()
+    await rig.probe.publish_stage(Stage.SUBMIT, folded, hostile)
+    await rig.probe.publish_stage(Stage.SUBMIT, HEADERS + b"\r\n" + BODY, ordinary)
+
+    def handled(message_id: str) -> bool:
+        refused = [e.message_id for e in rig.of_kind(EventKind.REJECTED)]
+        return message_id in [d.message_id for d in rig.delivered] + refused
+
+    await wait_until(
+        lambda: handled(ordinary.message_id) and handled(hostile.message_id), 30, "both"
+    )
+    stall = await meter.stop()
+    assert stall < 0.5, f"the event loop stalled for {stall:.2f}s"
+    [refused] = [e for e in rig.of_kind(EventKind.REJECTED) if e.message_id == hostile.message_id]
+    assert refused.reply is not None and str(refused.reply).startswith("554 5.6.0")
+    assert refused.reason == (
+        "rejected by filter header-limits: header section of more than 20000 lines"
+    )
+    assert all(d.message_id != hostile.message_id for d in rig.delivered)
+
+
 async def _depth_is(settings: Settings, queue: str, depth: int) -> bool:
     return await queue_depth(settings.broker.url, queue) == depth

@@ -4,7 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install broker run test lint typecheck unit integration e2e bench clean
+# The oldest and newest supported Pythons: everything runs on PYTHON, the unit tests on PY313 too.
+PY313  ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13; do \
+            "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+VENV313 ?= .venv-3.13
+STAMP313 := $(VENV313)/.installed
+
+.PHONY: install broker run test lint typecheck unit unit-3.13 integration e2e bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +19,13 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)  ## create the virtualenv and install Postline with its dev tools
+
+$(STAMP313): pyproject.toml requirements.lock
+	@test -n "$(PY313)" || { echo "python3.13 not found: install it (pyenv install 3.13) or set PY313=" >&2; exit 1; }
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV313)/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $(STAMP313)
 
 broker:  ## make sure RabbitMQ answers on 127.0.0.1:5672 (starts a local rabbitmq-server)
 	scripts/ensure-rabbitmq
@@ -31,17 +44,20 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit
 
+unit-3.13: $(STAMP313)  ## the unit tests on Python 3.13 (the newest supported)
+	$(VENV313)/bin/pytest -q -p no:cacheprovider tests/unit
+
 integration: install broker
 	$(BIN)/pytest tests/integration
 
 e2e: install broker
 	$(BIN)/pytest tests/e2e
 
-test: install broker lint  ## everything CI runs
+test: install broker lint unit-3.13  ## everything CI runs
 	$(BIN)/pytest
 
 bench: install broker  ## load test (see docs/benchmarks.md)
 	bench/run
 
 clean:
-	rm -rf $(VENV) build run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) build run .pytest_cache .mypy_cache .ruff_cache

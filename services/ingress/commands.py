@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from postline.ingress import metrics, replies
 from postline.ingress.address import AddressError, Path, parse_path
-from postline.ingress.data import read_content
+from postline.ingress.data import Content
 from postline.ingress.state import Connection, Listener, Shared, Transaction
 from postline.reply import SmtpReply
 
@@ -53,11 +53,12 @@ class Commands:
     txn: Transaction | None
     hostname: str
     loop: asyncio.AbstractEventLoop
-    _reader: asyncio.StreamReader
     push: Callable[[str], Awaitable[None]]
     say: Callable[[SmtpReply], Awaitable[None]]
+    count_error: Callable[[], None]
     close: Callable[[], None]
-    wait_for_client: Callable[..., Awaitable[Any]]
+    read_content: Callable[[], Awaitable[Content]]
+    discard_pending: Callable[[], int]
     upgrade_tls: Callable[[str], Awaitable[bool]]
     smtp_AUTH: Command
 
@@ -179,6 +180,8 @@ class Commands:
         if reply.code == 250:
             self.txn.rcpt_to[str(path.mailbox)] = None  # a repeat keeps its first place
         await self.say(reply)
+        if reply is replies.TOO_MANY_RECIPIENTS:
+            self.count_error()  # a 4xx, but repeating it is abuse: it ends the session too
 
     async def smtp_DATA(self, arg: str) -> None:
         if self.conn.helo is None:
@@ -194,13 +197,7 @@ class Commands:
             await self.say(replies.NO_ARGUMENTS)
             return
         await self.push(str(replies.START_DATA))
-        deadline = self.loop.time() + self.settings.data_timeout
-        try:
-            content = await self.wait_for_client(
-                read_content(self._reader, self.settings.max_message_size), deadline
-            )
-        except TimeoutError:
-            raise SessionTimeout(replies.DATA_TIMEOUT) from None
+        content = await self.read_content()
         txn, self.txn = self.txn, None
         if content.error is not None:
             metrics.MESSAGES.labels(
@@ -208,6 +205,7 @@ class Commands:
             ).inc()
             await self.say(content.error)
             return
+        assert content.body is not None
         await self.say(await self.shared.handler.handle_DATA(self.conn, txn, content.body))
 
     async def smtp_RSET(self, arg: str) -> None:
@@ -243,8 +241,11 @@ class Commands:
         if arg:
             await self.say(replies.NO_ARGUMENTS)
             return
+        if self.discard_pending():  # sent before our 220: never read as encrypted input
+            metrics.STARTTLS_INJECTIONS.inc()
         await self.say(replies.TLS_READY)
-        await self.upgrade_tls("starttls")
+        if not await self.upgrade_tls("starttls"):
+            self.close()
 
 
 def _after_keyword(arg: str, keyword: str) -> str | None:

@@ -31,7 +31,8 @@ AUTH_RESULTS = Counter(
 )
 AUTH_LOCKOUTS = Counter(
     "postline_ingress_auth_lockouts_total",
-    "Brute-force lockouts started, by scope (ip or user).",
+    "Brute-force lockouts started, by scope (ip: a client address; user: one user from "
+    "one client network).",
     ["scope"],
 )
 REJECTIONS = Counter(
@@ -41,7 +42,8 @@ REJECTIONS = Counter(
 )
 MESSAGES = Counter(
     "postline_ingress_messages_total",
-    "Messages at end of DATA by result and reply class (2xx, 4xx, 5xx).",
+    "Messages at end of DATA by result (queued, not_queued, unconfirmed: sent but not "
+    "confirmed in time, may be queued; refused_content) and reply class (2xx, 4xx, 5xx).",
     ["result", "reply_class"],
 )
 MESSAGE_SIZE = Histogram(
@@ -52,7 +54,7 @@ MESSAGE_SIZE = Histogram(
 PUBLISH_SECONDS = Histogram(
     "postline_ingress_publish_seconds",
     "Time from end of DATA to the broker's confirm, in seconds.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 INTERNAL_ERRORS = Counter(
     "postline_ingress_internal_errors_total",
@@ -68,3 +70,9 @@ TLS_RELOADS = Counter(
 def reply_class(code: int) -> str:
     """``250`` -> ``"2xx"``."""
     return f"{code // 100}xx"
+
+
+STARTTLS_INJECTIONS = Counter(
+    "postline_ingress_starttls_injections_total",
+    "STARTTLS commands followed by input before our 220 (discarded, never read as encrypted).",
+)

@@ -61,6 +61,7 @@ AUTH_IN_TRANSACTION = reply(503, "5.5.1", "AUTH not permitted during a mail tran
 AUTH_UNKNOWN_MECHANISM = reply(504, "5.5.4", "Unrecognized authentication type")
 AUTH_SYNTAX = reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
 AUTH_BAD_BASE64 = reply(501, "5.5.2", "Cannot decode base64")
+AUTH_UNDECODABLE = reply(501, "5.5.2", "Cannot decode response")
 AUTH_BAD_RESPONSE = reply(501, "5.5.2", "Malformed authentication response")
 AUTH_CANCELLED = reply(501, "5.7.0", "Authentication cancelled")
 AUTH_LOCKED = reply(454, "4.7.0", "Too many authentication failures; try again later")
@@ -78,9 +79,16 @@ BARE_LINE_ENDING = reply(
     550, "5.6.0", "Message contains bare CR or bare LF; lines must end with CRLF"
 )
 NUL_IN_CONTENT = reply(550, "5.6.0", "Message contains NUL characters")
+HEADER_TOO_BIG = reply(552, "5.3.4", "Message header section exceeds fixed maximum size")
 
 # -- our own trouble -----------------------------------------------------------------------
 TRY_AGAIN = reply(451, "4.3.0", "Local error; message not queued, try again later")
+NOT_CONFIRMED = reply(
+    451,
+    "4.3.0",
+    "Queueing not confirmed in time; the message may have been queued, try again later",
+)
+"""The broker got the message but did not confirm it in time: the outcome is unknown."""
 
 
 def queued(message_id: str) -> SmtpReply:

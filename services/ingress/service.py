@@ -21,8 +21,8 @@ import logging
 from postline.bus import Bus
 from postline.ingress.auth import Authenticator
 from postline.ingress.handler import IngressHandler
-from postline.ingress.protocol import IngressSMTP
 from postline.ingress.replies import SHUTTING_DOWN
+from postline.ingress.session import session_factory
 from postline.ingress.state import Listener, Shared
 from postline.ingress.tls import TlsContext
 from postline.ingress.users import PasswordChecker, UserStore
@@ -77,7 +77,7 @@ class IngressService:
     async def _listen(self, shared: Shared, kind: Listener, listen: HostPort) -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: IngressSMTP(shared, kind),
+            lambda: session_factory(shared, kind),
             listen.host,
             listen.port,
             reuse_address=True,
@@ -91,7 +91,10 @@ class IngressService:
 
     @property
     def ready(self) -> bool:
-        return not self._stopping and bool(self._servers) and self.bus.ready
+        """Listening, connected to the broker, and able to take another session."""
+        if self._stopping or not self._servers or not self.bus.ready or self.shared is None:
+            return False
+        return self.shared.sessions.total < self.shared.sessions.max_total
 
     async def drain(self, grace: float) -> None:
         self._stopping = True

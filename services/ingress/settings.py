@@ -49,6 +49,18 @@ class IngressSettings(BaseModel):
         default=25 * 1024 * 1024, description="Largest message accepted, in bytes (SIZE)."
     )
     max_recipients: int = Field(default=100, ge=1, le=100_000, description="RCPTs per message.")
+    max_header_lines: int = Field(
+        default=5000,
+        ge=0,
+        description="Lines (fields and their continuation lines) in a message's header "
+        "section; more get 552 5.3.4. 0: no limit.",
+    )
+    max_header_size: Size | int = Field(
+        default=512 * 1024,
+        ge=0,
+        description="Octets in a message's header section (Postfix header_size_limit); "
+        "more get 552 5.3.4. 0: no limit.",
+    )
     proxy_protocol: bool = Field(
         default=False,
         description="Every connection must come from trusted_proxies and start with a "
@@ -74,6 +86,11 @@ class IngressSettings(BaseModel):
     )
     data_timeout: Duration = Field(
         default=600.0, description="Time a client has to send the whole message after DATA."
+    )
+    tls_handshake_timeout: Duration = Field(
+        default=10.0,
+        description="Time a client has to complete the TLS handshake (implicit TLS or "
+        "after STARTTLS); the session is counted from the moment it connects.",
     )
     proxy_protocol_timeout: Duration = Field(
         default=5.0, description="Time a trusted proxy has to send its PROXY header."
@@ -110,16 +127,27 @@ class IngressSettings(BaseModel):
         default=5,
         ge=1,
         le=1000,
-        description="Failed AUTHs from one address, or for one user, that start a lockout.",
+        description="Password checks that may fail (counted from the moment they start) "
+        "per client address (IPv6: /64), and per user name from one client network "
+        "(IPv4: /24, IPv6: /48), within auth_failure_window; reaching it starts a lockout.",
     )
     auth_failure_window: Duration = Field(
         default=300.0, description="Window in which auth_max_failures are counted."
     )
     auth_lockout: Duration = Field(
-        default=900.0, description="How long a locked-out address or user is refused AUTH."
+        default=900.0,
+        description="How long a locked-out address, or user name from one client network, "
+        "is refused AUTH.",
     )
     auth_failure_delay: Delay = Field(
-        default=1.0, description="Pause before answering a failed AUTH (slows guessing)."
+        default=1.0,
+        description="Pause before answering a failed AUTH; also the first step of the "
+        "growing wait before checking a password for a user name with recent failures.",
+    )
+    auth_failure_delay_max: Delay = Field(
+        default=15.0,
+        description="Cap of the wait before checking a password for a user name with "
+        "recent failures (auth_failure_delay doubled per failure within the window).",
     )
     metrics_listen: Listen | None = Field(
         default=HostPort("0.0.0.0", 9101), description="/metrics, /healthz, /readyz address."

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from postline.ingress.address import Mailbox
+from postline.ingress.data import Limits
 from postline.ingress.limits import SessionCounter
 from postline.ingress.policy import IPAddress
 from postline.ingress.settings import IngressSettings
@@ -24,6 +25,10 @@ from postline.reply import SmtpReply
 if TYPE_CHECKING:
     from postline.ingress.auth import Authenticator
     from postline.ingress.handler import IngressHandler
+
+
+LOG_REPEATS = 5
+"""Log lines of one kind a session writes before the rest are suppressed."""
 
 
 class Listener(StrEnum):
@@ -45,11 +50,27 @@ class Connection:
     trusted: bool = False
     limit_key: str = "unknown"
     tls: bool = False
+    tls_version: str | None = None
+    tls_cipher: str | None = None
     helo: str | None = None
     esmtp: bool = False
     auth_user: str | None = None
     auth_failures: int = 0
     errors: int = 0
+    logged: dict[str, int] = field(default_factory=dict)
+
+    def may_log(self, what: str) -> bool | None:
+        """Whether to log one more ``what`` line for this session.
+
+        True for the first ``LOG_REPEATS``, None for the one after (log it
+        saying further ones are suppressed), False after that: a client that
+        repeats a refused command thousands of times cannot flood the logs.
+        """
+        count = self.logged.get(what, 0) + 1
+        if count > LOG_REPEATS + 1:
+            return False
+        self.logged[what] = count
+        return True if count <= LOG_REPEATS else None
 
     def log_fields(self) -> dict[str, object]:
         """Fields for ``extra=`` on log records about this session."""
@@ -92,6 +113,9 @@ class Shared:
         self.authenticator = authenticator
         self.tls = tls
         self.sessions = SessionCounter(settings.max_sessions, settings.max_sessions_per_ip)
+        self.limits = Limits(
+            settings.max_message_size, settings.max_header_lines, settings.max_header_size
+        )
         self.live: set[Drainable] = set()
         self.all_closed = asyncio.Event()
         self.all_closed.set()

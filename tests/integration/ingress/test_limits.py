@@ -229,3 +229,24 @@ async def test_too_many_errors_end_the_session(start_ingress: StartIngress) -> N
     assert (await client.command("BOGUS")).code == 500
     assert (await client.reply()).text.startswith("421 4.7.0")
     assert await client.closed()
+
+
+async def test_recipients_past_the_limit_count_as_errors_and_are_logged_a_few_times(
+    start_ingress: StartIngress, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingress = await start_ingress(max_recipients=2, max_errors=10)
+    client = await session(ingress)
+    await transaction(client, rcpts=2)
+    caplog.set_level("INFO", logger="postline.ingress.handler")
+    codes = []
+    for index in range(50):
+        await client.send(f"RCPT TO:<x{index}@example.net>\r\n".encode())
+        reply = await client.reply()
+        codes.append(reply.code)
+        if reply.code == 421:
+            break
+    assert codes == [452] * 10 + [421], "the tenth refused RCPT ends the session"
+    assert await client.closed()
+    refused = [r for r in caplog.records if "too_many_recipients" in r.getMessage()]
+    assert len(refused) == 6, "five lines, then one saying the rest are not logged"
+    assert "not logged" in refused[-1].getMessage()

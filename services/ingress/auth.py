@@ -1,31 +1,52 @@
-"""AUTH PLAIN and LOGIN (RFC 4954, 4616), only over TLS, with brute-force lockout.
+"""AUTH PLAIN and LOGIN (RFC 4954, 4616), only over TLS, with brute-force limits.
 
 Reply matrix: success ``235 2.7.0``; wrong password or unknown user
 ``535 5.7.8`` (after ``auth_failure_delay``, the same for both); no TLS
 ``538 5.7.11``; before EHLO, twice, or inside a transaction ``503 5.5.1``;
-unknown mechanism ``504 5.5.4``; bad base64 or a malformed PLAIN message
-``501 5.5.2``; ``*`` cancels with ``501 5.7.0``.
+unknown mechanism ``504 5.5.4``; a response that is not ASCII base64
+``501 5.5.2`` (counted as an AUTH failure of the session); a malformed PLAIN
+message ``501 5.5.2``; ``*`` cancels with ``501 5.7.0``; over a budget
+``454 4.7.0``. Three AUTH failures in one session (``535``, ``454`` or an
+undecodable response) end it with ``421 4.7.0``.
 
-Lockout: ``auth_max_failures`` failures within ``auth_failure_window`` from
-one client address (IPv6: /64), or for one user name, refuse AUTH from that
-address / for that name with ``454 4.7.0`` for ``auth_lockout`` seconds
-(without checking the password, so a locked account gives nothing away).
-Three failures in one session end it with ``421 4.7.0``.
+Budgets (``Authenticator``): a password check is reserved *before* it runs, in
+two budgets of ``auth_max_failures`` per ``auth_failure_window``: the client key
+(``conn.limit_key``: the IPv4 address or IPv6 /64) and the pair (user name,
+client network: IPv4 /24, IPv6 /48). When reservations plus failures of either
+reach the limit, AUTH is refused with ``454 4.7.0`` and nothing is checked; a
+success releases its reservation (and clears the pair's failures, not the
+address's), a failure (or a check cut short by a hang-up) becomes a failure,
+and the failure that reaches the limit locks that budget for ``auth_lockout``.
+So however many sessions guess at once, at most ``auth_max_failures`` wrong
+passwords are checked per client key and per (user, network) per window.
+
+No account is ever locked from everywhere: instead each user name's failures
+from all networks within the window make every later check for that name wait
+first, ``auth_failure_delay`` doubled per failure beyond the first, capped at
+``auth_failure_delay_max``. User names are kept as digests, and every table is
+bounded (``limits``). Time comes from ``clock`` and waits go through ``sleep``,
+both injectable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
+import ipaddress
 import logging
+import time
 from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from postline.ingress import metrics, replies
-from postline.ingress.limits import FailureTracker
+from postline.ingress.limits import Clock, FailureTracker, RecentFailures
+from postline.ingress.policy import IPAddress
 from postline.ingress.state import Connection, Shared, Transaction
-from postline.ingress.users import PasswordChecker, UserStore
+from postline.ingress.users import User, UserStore
 from postline.reply import SmtpReply
 
 if TYPE_CHECKING:
@@ -35,40 +56,131 @@ log = logging.getLogger("postline.ingress.auth")
 SESSION_FAILURES = 3
 MECHANISMS = ("PLAIN", "LOGIN")
 Credentials = tuple[str, str]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Checker(Protocol):
+    """What ``Authenticator`` needs of ``users.PasswordChecker``."""
+
+    async def verify(self, user: User | None, password: str) -> bool: ...
+
+
+class Verdict(StrEnum):
+    """Outcome of one AUTH (the values are ``postline_ingress_auth_total`` results)."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class _Budgets:
+    """The keys one attempt counts against."""
+
+    client: str  # conn.limit_key
+    pair: str  # client network + user digest
+    user: str  # user digest
+
+
+def client_network(address: IPAddress | None) -> str:
+    """The network of the (user, network) budget: the IPv4 /24 or the IPv6 /48."""
+    if address is None:
+        return "unknown"
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def growing_delay(base: float, cap: float, failures: int) -> float:
+    """No wait without failures; then ``base`` doubled per failure beyond the first, capped."""
+    if failures <= 0 or base <= 0:
+        return 0.0
+    return min(cap, base * 2.0 ** min(failures - 1, 64))
 
 
 class Authenticator:
-    """Checks credentials against the users file and keeps the failure counts."""
+    """Checks credentials against the users file within the budgets above."""
 
     def __init__(
-        self, settings: IngressSettings, users: UserStore, checker: PasswordChecker
+        self,
+        settings: IngressSettings,
+        users: UserStore,
+        checker: Checker,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.users = users
-        self._checker = checker
+        self.checker = checker
         self.failure_delay = settings.auth_failure_delay
-        window, lockout = settings.auth_failure_window, settings.auth_lockout
-        self._by_client = FailureTracker(settings.auth_max_failures, window, lockout)
-        self._by_user = FailureTracker(settings.auth_max_failures, window, lockout)
+        self.delay_cap = settings.auth_failure_delay_max
+        self._sleep = sleep
+        limit, window = settings.auth_max_failures, settings.auth_failure_window
+        self._by_client = FailureTracker(limit, window, settings.auth_lockout, clock)
+        self._by_pair = FailureTracker(limit, window, settings.auth_lockout, clock)
+        self._by_user = RecentFailures(window, clock=clock)
 
     def client_locked(self, conn: Connection) -> bool:
-        return self._by_client.locked(conn.limit_key)
+        """True if the client key's budget is used up (locked, or checks in progress)."""
+        return self._by_client.full(conn.limit_key)
 
-    async def authenticate(self, conn: Connection, name: str, password: str) -> bool | None:
-        """True: valid; False: invalid; None: locked out (nothing was checked)."""
-        if self._by_client.locked(conn.limit_key) or self._by_user.locked(name):
-            return None
-        user = await self.users.get(name)
-        if await self._checker.verify(user, password):
-            self._by_client.succeeded(conn.limit_key)
-            self._by_user.succeeded(name)
-            return True
-        if self._by_client.failed(conn.limit_key):
+    def wait_before_check(self, name: str) -> float:
+        """Seconds a check for ``name`` waits now, from its recent failures."""
+        failures = self._by_user.count(_digest(name))
+        return growing_delay(self.failure_delay, self.delay_cap, failures)
+
+    async def authenticate(self, conn: Connection, name: str, password: str) -> Verdict:
+        """Reserve, wait, check, record; LOCKED means nothing was checked."""
+        user_key = _digest(name)
+        budgets = _Budgets(conn.limit_key, f"{client_network(conn.client_ip)} {user_key}", user_key)
+        if not self._reserve(budgets):
+            return Verdict.LOCKED
+        try:
+            wait = self.wait_before_check(name)
+            if wait > 0:
+                await self._sleep(wait)
+            user = await self.users.get(name)
+        except BaseException:  # cancelled before any check: it does not count
+            self._release(budgets, succeeded=False)
+            raise
+        try:
+            valid = await self.checker.verify(user, password)
+        except BaseException:  # a check cut short counts as a failure
+            self._failed(conn, budgets, name)
+            raise
+        if valid:
+            self._release(budgets, succeeded=True)
+            return Verdict.SUCCESS
+        self._failed(conn, budgets, name)
+        await self._sleep(self.failure_delay)
+        return Verdict.FAILURE
+
+    def _reserve(self, budgets: _Budgets) -> bool:
+        if self._by_client.full(budgets.client) or self._by_pair.full(budgets.pair):
+            return False
+        self._by_client.reserve(budgets.client)  # neither is full: both reservations hold
+        self._by_pair.reserve(budgets.pair)
+        return True
+
+    def _release(self, budgets: _Budgets, *, succeeded: bool) -> None:
+        self._by_client.release(budgets.client)
+        self._by_pair.release(budgets.pair)
+        if succeeded:
+            self._by_pair.succeeded(budgets.pair)
+
+    def _failed(self, conn: Connection, budgets: _Budgets, name: str) -> None:
+        self._by_user.add(budgets.user)
+        if self._by_client.failed(budgets.client):
             metrics.AUTH_LOCKOUTS.labels("ip").inc()
             log.warning("AUTH lockout for a client address", extra=conn.log_fields())
-        if self._by_user.failed(name):
+        if self._by_pair.failed(budgets.pair):
             metrics.AUTH_LOCKOUTS.labels("user").inc()
-            log.warning("AUTH lockout for a user", extra={**conn.log_fields(), "user": name})
-        return False
+            fields = {**conn.log_fields(), "user": name, "network": budgets.pair.split()[0]}
+            log.warning("AUTH lockout for a user from one client network", extra=fields)
+
+
+def _digest(name: str) -> str:
+    """A fixed-size stand-in for a user name in the tables."""
+    return hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class AuthCommands:
@@ -90,13 +202,16 @@ class AuthCommands:
         mechanism, _, initial = arg.partition(" ")
         mechanism = mechanism.upper()
         if self.shared.authenticator.client_locked(self.conn):
-            metrics.AUTH_RESULTS.labels(mechanism, "locked").inc()
-            await self.say(replies.AUTH_LOCKED)
+            metrics.AUTH_RESULTS.labels(mechanism, Verdict.LOCKED.value).inc()
+            await self._auth_failed(replies.AUTH_LOCKED)
             return
         decoded = await (self._plain if mechanism == "PLAIN" else self._login)(initial.strip())
         if isinstance(decoded, SmtpReply):
             metrics.AUTH_RESULTS.labels(mechanism, "malformed").inc()
-            await self.say(decoded)
+            if decoded in (replies.AUTH_BAD_BASE64, replies.AUTH_UNDECODABLE):
+                await self._auth_failed(decoded)  # cannot decode: a failure, not a PLAIN typo
+            else:
+                await self.say(decoded)
             return
         await self._check(mechanism, *decoded)
 
@@ -119,22 +234,26 @@ class AuthCommands:
         return None
 
     async def _check(self, mechanism: str, name: str, password: str) -> None:
-        outcome = await self.shared.authenticator.authenticate(self.conn, name, password)
-        if outcome is True:
+        verdict = await self.shared.authenticator.authenticate(self.conn, name, password)
+        metrics.AUTH_RESULTS.labels(mechanism, verdict.value).inc()
+        if verdict is Verdict.SUCCESS:
             self.conn.auth_user = name
-            metrics.AUTH_RESULTS.labels(mechanism, "success").inc()
             log.info("authenticated", extra={**self.conn.log_fields(), "user": name})
             await self.say(replies.AUTH_OK)
             return
-        metrics.AUTH_RESULTS.labels(mechanism, "locked" if outcome is None else "failure").inc()
-        self.conn.auth_failures += 1
-        if outcome is False:
+        if verdict is Verdict.FAILURE:
             log.info("AUTH failed", extra={**self.conn.log_fields(), "user": name})
-            await asyncio.sleep(self.shared.authenticator.failure_delay)
+        await self._auth_failed(
+            replies.AUTH_INVALID if verdict is Verdict.FAILURE else replies.AUTH_LOCKED
+        )
+
+    async def _auth_failed(self, reply: SmtpReply) -> None:
+        """One more AUTH failure in this session: ``reply``, or ``421`` at the third."""
+        self.conn.auth_failures += 1
         if self.conn.auth_failures >= SESSION_FAILURES:
             self.abort(replies.AUTH_TOO_MANY, "too many AUTH failures")
             return
-        await self.say(replies.AUTH_INVALID if outcome is False else replies.AUTH_LOCKED)
+        await self.say(reply)
 
     async def _plain(self, initial: str) -> Credentials | SmtpReply:
         blob = await self._response(initial, "")
@@ -157,7 +276,9 @@ class AuthCommands:
     async def _response(self, initial: str, prompt: str) -> bytes | SmtpReply:
         """The initial response if given, else the answer to a ``334`` challenge."""
         if initial:
-            text = initial.encode()
+            if not initial.isascii():  # raw bytes, kept by the session as surrogates
+                return replies.AUTH_UNDECODABLE
+            text = initial.encode("ascii")
         else:
             await self.push("334 " + b64encode(prompt.encode()).decode())
             text = (await self.read_line()).strip()

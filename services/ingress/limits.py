@@ -1,6 +1,6 @@
 """Counters behind the ingress limits: sessions, message rates and AUTH failures.
 
-All three are in-memory and per process (each ingress replica limits on its
+All of them are in-memory and per process (each ingress replica limits on its
 own; the load balancer spreads clients). Their memory is bounded: a table that
 reaches ``max_keys`` entries forgets its idle entries first, then its oldest.
 Time comes from an injectable monotonic ``clock`` so tests need no sleeping.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -96,8 +96,24 @@ class RateLimiter:
         return bucket.tokens + (now - bucket.updated) * self._per_second
 
 
+@dataclass
+class _Attempts:
+    """One key's failures (their times, oldest first) and checks still in progress."""
+
+    failures: deque[float] = field(default_factory=deque)
+    in_progress: int = 0
+
+
 class FailureTracker:
-    """``max_failures`` within ``window`` seconds locks a key out for ``lockout`` seconds."""
+    """``max_failures`` within ``window`` seconds locks a key out for ``lockout`` seconds.
+
+    Checks in progress count as well: ``reserve`` a key before checking a
+    password, then report the outcome with ``failed`` (the reservation becomes a
+    failure) or ``release`` (a success, or a check that never ran). ``reserve``
+    refuses while the key is locked or its failures plus reservations have
+    reached ``max_failures``, so no more than ``max_failures`` checks per key
+    can ever fail within one window, however many run at the same time.
+    """
 
     def __init__(
         self, max_failures: int, window: float, lockout: float, clock: Clock = time.monotonic
@@ -106,7 +122,7 @@ class FailureTracker:
         self._window = window
         self._lockout = lockout
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, _Attempts] = {}
         self._locked_until: dict[str, float] = {}
 
     def locked(self, key: str) -> bool:
@@ -118,24 +134,97 @@ class FailureTracker:
             return False
         return True
 
-    def failed(self, key: str) -> bool:
-        """Record a failure; True if this one locks ``key`` out."""
-        now = self._clock()
-        if key not in self._failures:
-            _make_room(self._failures, lambda old: not old or now - old[-1] > self._window)
-            _make_room(self._locked_until, lambda until: until <= now)
-        times = self._failures.setdefault(key, deque())
-        times.append(now)
-        while times and now - times[0] > self._window:
-            times.popleft()
-        if len(times) < self._max:
+    def full(self, key: str) -> bool:
+        """Locked, or failures plus reservations already reach ``max_failures``."""
+        if self.locked(key):
+            return True
+        attempts = self._attempts.get(key)
+        if attempts is None:
             return False
-        del self._failures[key]
+        self._expire(attempts, self._clock())
+        return len(attempts.failures) + attempts.in_progress >= self._max
+
+    def reserve(self, key: str) -> bool:
+        """Count one check in progress for ``key``; False (nothing counted) if it is full."""
+        if self.full(key):
+            return False
+        self._entry(key, self._clock()).in_progress += 1
+        return True
+
+    def release(self, key: str) -> None:
+        """A reserved check succeeded or never ran: it no longer counts."""
+        attempts = self._attempts.get(key)
+        if attempts is not None and attempts.in_progress > 0:
+            attempts.in_progress -= 1
+
+    def failed(self, key: str) -> bool:
+        """Record a failure (in place of a reservation, if any); True if it locks ``key``."""
+        now = self._clock()
+        attempts = self._entry(key, now)
+        attempts.in_progress = max(0, attempts.in_progress - 1)
+        attempts.failures.append(now)
+        self._expire(attempts, now)
+        if len(attempts.failures) < self._max:
+            return False
+        attempts.failures.clear()
+        if not attempts.in_progress:
+            del self._attempts[key]
         self._locked_until[key] = now + self._lockout
         return True
 
     def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+        """Forget ``key``'s failures (checks still in progress keep counting)."""
+        attempts = self._attempts.get(key)
+        if attempts is not None:
+            attempts.failures.clear()
+
+    def _entry(self, key: str, now: float) -> _Attempts:
+        attempts = self._attempts.get(key)
+        if attempts is None:
+            _make_room(self._attempts, lambda old: self._quiet(old, now))
+            _make_room(self._locked_until, lambda until: until <= now)
+            attempts = self._attempts[key] = _Attempts()
+        return attempts
+
+    def _quiet(self, attempts: _Attempts, now: float) -> bool:
+        """Nothing in progress and no failure within the window."""
+        failures = attempts.failures
+        return not attempts.in_progress and (not failures or now - failures[-1] > self._window)
+
+    def _expire(self, attempts: _Attempts, now: float) -> None:
+        while attempts.failures and now - attempts.failures[0] > self._window:
+            attempts.failures.popleft()
+
+
+class RecentFailures:
+    """How many failures each key had within the last ``window`` seconds.
+
+    Only the latest ``keep`` failures of a key are remembered, so ``count``
+    never exceeds ``keep`` (enough for a delay that doubles up to a cap).
+    """
+
+    def __init__(self, window: float, keep: int = 32, clock: Clock = time.monotonic) -> None:
+        self._window = window
+        self._keep = keep
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def add(self, key: str) -> None:
+        now = self._clock()
+        times = self._failures.get(key)
+        if times is None:
+            _make_room(self._failures, lambda old: not old or now - old[-1] > self._window)
+            times = self._failures[key] = deque(maxlen=self._keep)
+        times.append(now)
+
+    def count(self, key: str) -> int:
+        times = self._failures.get(key)
+        if times is None:
+            return 0
+        now = self._clock()
+        while times and now - times[0] > self._window:
+            times.popleft()
+        return len(times)
 
 
 def _make_room(table: dict[str, V], idle: Callable[[V], bool]) -> None:

@@ -102,18 +102,91 @@ async def test_repeated_failures_lock_the_client_out_with_a_metric(
     await other.close()
 
 
-async def test_failures_for_one_user_lock_that_user_from_every_address(
+async def test_failures_for_one_user_lock_that_user_only_from_that_client_network(
     start_ingress: StartIngress, tls_settings: dict[str, Any]
 ) -> None:
     ingress = await start_ingress(auth_max_failures=2, auth_lockout="1h", **tls_settings)
-    for source in ("127.0.0.7", "127.0.0.8"):
+    lockouts = _metric("postline_ingress_auth_lockouts_total", {"scope": "user"})
+    for source in ("127.0.0.7", "127.0.0.8"):  # a stranger in 127.0.0.0/24
         client = await tls_session(ingress, source)
         assert (await client.command(f"AUTH PLAIN {plain('bob', 'guess')}")).code == 535
         await client.close()
+    assert _metric("postline_ingress_auth_lockouts_total", {"scope": "user"}) == lockouts + 1
     client = await tls_session(ingress, "127.0.0.9")
     assert (await client.command(f"AUTH PLAIN {plain('bob', PASSWORD)}")).code == 454
     assert (await client.command(f"AUTH PLAIN {plain('alice', PASSWORD)}")).code == 235
     await client.close()
+    usual = await tls_session(ingress, "127.0.1.9")  # bob's own network
+    assert (await usual.command(f"AUTH PLAIN {plain('bob', PASSWORD)}")).code == 235
+    await usual.close()
+
+
+async def test_failures_for_a_user_from_many_networks_slow_it_down_but_never_lock_it(
+    start_ingress: StartIngress, tls_settings: dict[str, Any]
+) -> None:
+    ingress = await start_ingress(
+        **{**tls_settings, "auth_max_failures": 2, "auth_failure_delay": "0.1s"}
+    )
+    for network in range(1, 5):  # one failure each from four /24s: no pair is locked
+        client = await tls_session(ingress, f"127.0.{network}.7")
+        assert (await client.command(f"AUTH PLAIN {plain('bob', 'guess')}")).code == 535
+        await client.close()
+    client = await tls_session(ingress, "127.0.9.7")
+    started = asyncio.get_running_loop().time()
+    assert (await client.command(f"AUTH PLAIN {plain('bob', PASSWORD)}")).code == 235
+    waited = asyncio.get_running_loop().time() - started
+    assert waited >= 0.8, f"four recent failures: 0.1 s doubled three times, not {waited:.2f}"
+    await client.close()
+
+
+async def test_a_success_does_not_give_an_address_more_guesses(
+    start_ingress: StartIngress, tls_settings: dict[str, Any]
+) -> None:
+    ingress = await start_ingress(auth_max_failures=3, auth_lockout="1h", **tls_settings)
+    client = await tls_session(ingress, "127.0.2.5")
+    for name in ("carol", "dave"):  # a different name each time: only the address counts
+        assert (await client.command(f"AUTH PLAIN {plain(name, 'guess')}")).code == 535
+    await client.close()
+    client = await tls_session(ingress, "127.0.2.5")
+    assert (await client.command(f"AUTH PLAIN {plain('bob', PASSWORD)}")).code == 235
+    await client.close()
+    client = await tls_session(ingress, "127.0.2.5")
+    assert (await client.command(f"AUTH PLAIN {plain('erin', 'guess')}")).code == 535
+    locked = await client.command(f"AUTH PLAIN {plain('frank', 'guess')}")
+    assert locked.text.startswith("454 4.7.0"), "three failures from the address lock it"
+    await client.close()
+
+
+async def test_undecodable_auth_responses_get_501_and_count_as_auth_failures(
+    start_ingress: StartIngress, tls_settings: dict[str, Any]
+) -> None:
+    ingress = await start_ingress(**tls_settings)
+    internal_errors = _metric("postline_ingress_internal_errors_total", {})
+    client = await tls_session(ingress)
+    await client.send(b"AUTH PLAIN \xff\xfe\r\n")
+    first = await client.reply()
+    assert first.text == "501 5.5.2 Cannot decode response", "raw bytes as initial response"
+    assert (await client.command("AUTH LOGIN")).code == 334
+    await client.send(b"\xff\xfe\r\n")
+    assert (await client.reply()).text.startswith("501 5.5.2"), "raw bytes as a challenge answer"
+    await client.send(b"AUTH LOGIN \xc3\xa9\r\n")
+    final = await client.reply()
+    assert final.text.startswith("421 4.7.0"), "the third undecodable response ends the session"
+    assert await client.closed()
+    assert _metric("postline_ingress_internal_errors_total", {}) == internal_errors
+
+
+async def test_undecodable_auth_responses_count_toward_max_errors(
+    start_ingress: StartIngress, tls_settings: dict[str, Any]
+) -> None:
+    ingress = await start_ingress(max_errors=2, **tls_settings)
+    client = await tls_session(ingress)
+    await client.send(b"AUTH PLAIN \xff\xfe\r\n")
+    assert (await client.reply()).text.startswith("501 5.5.2")
+    await client.send(b"AUTH PLAIN \xff\xfe\r\n")
+    assert (await client.reply()).text.startswith("501 5.5.2")
+    assert (await client.reply()).text.startswith("421 4.7.0 Too many errors")
+    assert await client.closed()
 
 
 async def test_three_failures_in_one_session_end_it(

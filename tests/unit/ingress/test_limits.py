@@ -1,11 +1,11 @@
-"""Session counters, message-rate buckets and AUTH failure lockouts (fake clock)."""
+"""Session counters, message-rate buckets, AUTH failure budgets and lockouts (fake clock)."""
 
 from __future__ import annotations
 
 import pytest
 
 from postline.ingress import limits
-from postline.ingress.limits import FailureTracker, RateLimiter, SessionCounter
+from postline.ingress.limits import FailureTracker, RateLimiter, RecentFailures, SessionCounter
 
 
 class Clock:
@@ -120,3 +120,73 @@ def test_a_full_lockout_table_forgets_expired_lockouts_first_then_the_oldest(
     assert tracker.failed("e")
     assert not tracker.locked("a"), "nothing expired: the oldest lockout (a) makes room"
     assert tracker.locked("c") and tracker.locked("d") and tracker.locked("e")
+
+
+def test_checks_in_progress_count_toward_the_limit_until_they_end() -> None:
+    clock = Clock()
+    tracker = FailureTracker(max_failures=3, window=60, lockout=300, clock=clock)
+    assert tracker.reserve("ip") and tracker.reserve("ip") and tracker.reserve("ip")
+    assert tracker.full("ip") and not tracker.reserve("ip"), "three checks in progress"
+    assert not tracker.locked("ip"), "reservations alone never lock"
+    tracker.release("ip")  # one succeeded
+    assert not tracker.full("ip") and tracker.reserve("ip")
+    assert not tracker.failed("ip") and not tracker.failed("ip")
+    assert not tracker.reserve("ip"), "two failures and one check in progress"
+    assert tracker.failed("ip"), "the third failure locks"
+    assert tracker.locked("ip") and not tracker.reserve("ip")
+    clock.now += 301
+    assert tracker.reserve("ip"), "the lockout is over and the failures are forgotten"
+
+
+def test_failures_leaving_the_window_free_the_budget() -> None:
+    clock = Clock()
+    tracker = FailureTracker(max_failures=2, window=60, lockout=300, clock=clock)
+    assert tracker.reserve("ip") and not tracker.failed("ip")
+    assert tracker.reserve("ip")
+    assert tracker.full("ip")
+    clock.now += 61
+    assert not tracker.full("ip"), "only the check in progress still counts"
+    tracker.succeeded("ip")
+    assert tracker.reserve("ip") and tracker.full("ip"), "a success keeps the other reservation"
+
+
+def test_a_full_failure_table_keeps_keys_with_checks_in_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "MAX_KEYS", 2)
+    clock = Clock()
+    tracker = FailureTracker(max_failures=1, window=60, lockout=300, clock=clock)
+    assert tracker.reserve("a")
+    clock.now += 1
+    tracker.failed("b")  # b is locked, so its counts are gone
+    assert tracker.reserve("c")
+    assert tracker.full("a"), "a's check in progress was not forgotten"
+
+
+def test_recent_failures_are_counted_within_the_window_up_to_keep() -> None:
+    clock = Clock()
+    recent = RecentFailures(window=60, keep=4, clock=clock)
+    assert recent.count("bob") == 0
+    for _ in range(6):
+        recent.add("bob")
+        clock.now += 1
+    assert recent.count("bob") == 4 and recent.count("alice") == 0
+    clock.now += 58  # now 1064: the kept failures were at 1002..1005
+    recent.add("bob")  # the fifth to keep pushes out 1002
+    assert recent.count("bob") == 3, "1003 left the window; 1004, 1005 and 1064 count"
+
+
+def test_a_full_recent_failures_table_forgets_quiet_keys_first_then_the_oldest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "MAX_KEYS", 2)
+    clock = Clock()
+    recent = RecentFailures(window=60, clock=clock)
+    recent.add("a")
+    clock.now += 30
+    recent.add("b")
+    clock.now += 31  # a is quiet, b is not
+    recent.add("c")
+    assert (recent.count("a"), recent.count("b"), recent.count("c")) == (0, 1, 1)
+    recent.add("d")
+    assert (recent.count("b"), recent.count("c"), recent.count("d")) == (0, 1, 1), "b: oldest"

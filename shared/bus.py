@@ -3,8 +3,15 @@
 Contract:
 
 * ``publish`` returns only once RabbitMQ has confirmed the message (persistent,
-  mandatory). It raises ``PublishError`` if the broker is unreachable, nacks,
-  returns the message as unroutable, or the overall ``publish_timeout`` passes.
+  mandatory). ``PublishError``: certainly not queued (nacked, returned as
+  unroutable, or no connection to send it on within ``publish_timeout`` or
+  ``SEND_WAIT``, whichever is shorter).
+  ``PublishUnconfirmed`` (a ``PublishError``): sent but not confirmed, so it
+  may be queued (a stalled broker, a connection lost before the confirm). A
+  sent publish is never cancelled at ``publish_timeout``: ``patient`` callers
+  (workers) wait on, up to ``LATE_CONFIRM_FACTOR`` times as long in all;
+  impatient ones (ingress, whose client waits) get ``PublishUnconfirmed`` at
+  once, and its ``confirmed()`` tells how the publish ended.
 * ``add_consumer`` runs a handler per message (``postline.consumer``): returning
   acks; raising ``Poison`` parks the message (and publishes a ``parked``
   event); any other exception nacks with requeue, so ``x-delivery-limit``
@@ -34,12 +41,33 @@ from postline.topology import TIER_HEADER, Stage, Topology, TopologyMismatch, de
 log = logging.getLogger("postline.bus")
 
 
+LATE_CONFIRM_FACTOR = 5
+"""A sent publish is awaited up to this many ``publish_timeout`` in all, then given up."""
+SEND_WAIT = 10.0
+"""Longest wait (s) for a connection to send on: a broker that is down fails a publish this fast."""
+
+
 class PublishError(Exception):
     """The broker did not confirm the publish; nothing can be promised to anyone."""
 
 
+class PublishUnconfirmed(PublishError):
+    """Sent, but not confirmed: the broker may have queued it, or may yet."""
+
+    def __init__(self, reason: str, late: asyncio.Task[None] | None = None) -> None:
+        super().__init__(reason)
+        self._late = late
+
+    async def confirmed(self) -> bool:
+        """True once a publish still in flight is confirmed after all; False if it never is."""
+        if self._late is None:
+            return False
+        await asyncio.wait({self._late})
+        return not self._late.cancelled() and self._late.exception() is None
+
+
 FatalCallback = Callable[[str], None]
-__all__ = ["Bus", "Delivery", "Handler", "Poison", "PublishError"]
+__all__ = ["Bus", "Delivery", "Handler", "Poison", "PublishError", "PublishUnconfirmed"]
 
 
 class Bus:
@@ -57,6 +85,7 @@ class Bus:
         self._consumer_conn: AbstractRobustConnection | None = None
         self._connections: list[AbstractRobustConnection] = []
         self._exchanges: dict[str, AbstractExchange] = {}
+        self._channel: aio_pika.abc.AbstractChannel | None = None
         self._connected = asyncio.Event()
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -113,6 +142,7 @@ class Bus:
         message_id: str,
         headers: Mapping[str, Any] | None = None,
         content_type: str | None = None,
+        patient: bool = True,
     ) -> None:
         """Publish persistently and wait for the broker's confirm (see module docstring)."""
         message = aio_pika.Message(
@@ -122,28 +152,44 @@ class Bus:
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
+        deadline = self._broker.publish_timeout
+        sent = asyncio.Event()
+        flight = self._publish(exchange, routing_key, message, sent)
+        task = self._spawn(asyncio.wait_for(flight, deadline * LATE_CONFIRM_FACTOR))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen, if none awaits
         try:
-            await asyncio.wait_for(
-                self._publish(exchange, routing_key, message), self._broker.publish_timeout
-            )
-        except TimeoutError:
-            raise PublishError(
-                f"no confirm from the broker within {self._broker.publish_timeout:g}s"
-            ) from None
-        except aio_pika.exceptions.DeliveryError as error:
-            reason = "unroutable (returned)" if error.message is not None else "nacked"
-            raise PublishError(f"broker refused the message: {reason}") from None
-        except PublishError:
+            unsent = min(deadline, SEND_WAIT)
+            done, _ = await asyncio.wait({task}, timeout=unsent)
+            if not done and not sent.is_set():
+                task.cancel()
+                raise PublishError(f"no confirm from the broker within {unsent:g}s: not sent")
+            if not done:
+                done, _ = await asyncio.wait({task}, timeout=deadline - unsent)
+            if not done and not patient:
+                why = f"no confirm from the broker within {deadline:g}s; it may be queued"
+                raise PublishUnconfirmed(why, task)
+            if not done:
+                log.warning("no confirm from the broker within %gs; waiting on", deadline)
+                await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
             raise
-        except Exception as error:
-            raise PublishError(f"publish failed: {type(error).__name__}: {error}") from None
+        _raise_unless_confirmed(task, sent.is_set(), deadline * LATE_CONFIRM_FACTOR)
 
-    async def _publish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+    async def _publish(
+        self, exchange: str, routing_key: str, message: aio_pika.Message, sent: asyncio.Event
+    ) -> None:
         await self._connected.wait()
-        target = self._exchanges[exchange]
+        target, channel = self._exchanges[exchange], self._channel
+        assert channel is not None
+        await channel.get_underlay_channel()  # a robust channel waits here while reconnecting
+        if not channel.is_closed:
+            sent.set()  # from here on the broker may get it, whatever we hear back
         await target.publish(message, routing_key, mandatory=True)
 
-    async def publish_stage(self, stage: Stage, body: bytes, envelope: Envelope) -> None:
+    async def publish_stage(
+        self, stage: Stage, body: bytes, envelope: Envelope, *, patient: bool = True
+    ) -> None:
         """Hand a message to the work queue of ``stage``."""
         await self.publish(
             self.topology.work_exchange,
@@ -151,6 +197,7 @@ class Bus:
             body,
             message_id=envelope.message_id,
             headers={ENVELOPE_HEADER: envelope.to_header()},
+            patient=patient,
         )
 
     async def publish_delayed(
@@ -205,6 +252,7 @@ class Bus:
         self._publisher = await self._open("publish")
         await declare(self._publisher, self.topology)
         channel = await self._publisher.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = channel
         for name in (self.topology.work_exchange, self.topology.delay_exchange):
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         if self._consumers:
@@ -266,10 +314,28 @@ class Bus:
         except PublishError as error:
             log.warning("could not announce parked message: %s", error)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _raise_unless_confirmed(task: asyncio.Task[None], sent: bool, bound: float) -> None:
+    """Return if the finished publish was confirmed; else raise as the module docstring says."""
+    error = None if task.cancelled() else task.exception()
+    if error is None and not task.cancelled():
+        return
+    if isinstance(error, aio_pika.exceptions.DeliveryError):
+        reason = "unroutable (returned)" if error.message is not None else "nacked"
+        raise PublishError(f"broker refused the message: {reason}")
+    if error is None:
+        what = "publish cancelled"
+    elif isinstance(error, TimeoutError):
+        what = f"no confirm from the broker within {bound:g}s"
+    else:
+        what = f"publish failed: {type(error).__name__}: {error}"
+    raise PublishUnconfirmed(f"{what}; it may be queued") if sent else PublishError(what)
 
 
 async def all_confirmed(publishes: list[Awaitable[None]]) -> None:

@@ -56,7 +56,16 @@ class BrokerSettings(BaseModel):
         description="Prefix of every exchange and queue name.",
     )
     publish_timeout: Duration = Field(
-        default=10.0, description="Overall deadline of one confirmed publish (then 451)."
+        default=120.0,
+        gt=0,
+        description=(
+            "Longest wait for the broker's confirm of a sent message before ingress answers"
+            " 451 (outcome unknown); workers wait on, up to 5 times as long. With no connection"
+            " to send on, 451 (not queued) comes after 10s at most. 2m: longer than the stalls"
+            " a broker recovers from by itself (a 35s stall must still end in 250), well under"
+            " the 10 minutes RFC 5321 (4.5.3.2.6) has clients wait for the end-of-data reply,"
+            " so they hear our answer rather than time out."
+        ),
     )
     delivery_limit: int = Field(
         default=5, ge=1, le=1000, description="Deliveries of one message before it is parked."

@@ -6,24 +6,32 @@
 2. Settle each recipient (``outcome.settle``): delivered, bounced, deferred
    to the retry tier ``retry_schedule`` picks for this attempt, or expired
    once ``max_queue_lifetime`` since the first attempt is used up.
-3. Publish, and wait for every confirm: the message again with only the
+3. Hand off, and wait for every confirm: the message again with only the
    deferred recipients (``attempt + 1``, ``first_attempt_at`` kept) to the
    retry tier; one DSN for all bounced/expired recipients to ``submit`` (not
    for a null sender, not for a bounce); the per-recipient, transcript and
    DSN events. Only then does the handler return, so the bus acks.
 
-A publish failure raises: the message is requeued and tried again (at least
-once; a crash after a remote 250 may duplicate, nothing is lost).
+Once a remote server has accepted, a requeue would deliver the mail again,
+so trouble in the hand-off retries the publish, never the delivery: each
+publish that fails is sent again on its own (``HAND_OFF_ATTEMPTS`` times in
+all, backing off from ``HAND_OFF_BACKOFF`` seconds), while the bus keeps
+waiting for a confirm that is merely late (a stalled broker) instead of
+giving up on it. A republished event keeps its event id, so audit drops a
+copy that had landed after all. Only when every attempt failed does the
+handler raise: the message is requeued and tried again (at least once;
+duplicates then, or from a crash after a remote 250, nothing is lost).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 
-from postline.bus import Bus, Delivery, all_confirmed
+from postline.bus import Bus, Delivery, PublishError, all_confirmed
 from postline.delivery import metrics, replies
 from postline.delivery.engine import Conversation, Engine
 from postline.delivery.outcome import (
@@ -43,6 +51,9 @@ from postline.models import Envelope, Event, EventKind, utcnow
 from postline.topology import Stage
 
 log = logging.getLogger("postline.delivery")
+HAND_OFF_ATTEMPTS = 4
+HAND_OFF_BACKOFF = 1.0
+Publish = Callable[[], Awaitable[None]]
 
 
 def split_by_domain(recipients: tuple[str, ...]) -> tuple[dict[str, list[str]], list[str]]:
@@ -78,7 +89,7 @@ class DeliveryHandler:
             for recipient in dict.fromkeys(envelope.rcpt_to)
         ]
         events[:0] = recipient_events(envelope, attempt, outcomes, now)
-        publishes: list[Awaitable[None]] = []
+        publishes: list[Publish] = []
         deferred = tuple(o.recipient for o in outcomes if o.kind is EventKind.DEFERRED)
         if deferred:
             assert plan.tier is not None
@@ -90,16 +101,16 @@ class DeliveryHandler:
                 }
             )
             publishes.append(
-                self.bus.publish_delayed(Stage.DELIVER, plan.tier, delivery.body, retry)
+                partial(self.bus.publish_delayed, Stage.DELIVER, plan.tier, delivery.body, retry)
             )
         failed = [o for o in outcomes if o.kind in (EventKind.BOUNCED, EventKind.EXPIRED)]
         bounce = failed and wants_dsn(envelope)
         if bounce:
             data, dsn, sent = self._bounce(envelope, delivery.body, failed, attempt, now)
-            publishes.append(self.bus.publish_stage(Stage.SUBMIT, data, dsn))
+            publishes.append(partial(self.bus.publish_stage, Stage.SUBMIT, data, dsn))
             events.append(sent)
-        publishes.append(self.bus.publish_events(events))
-        await all_confirmed(publishes)
+        publishes.append(partial(self.bus.publish_events, events))
+        await all_confirmed([hand_off(publish, envelope.message_id) for publish in publishes])
         if bounce:
             metrics.DSN_SENT.inc()
         metrics.MESSAGES.inc()
@@ -162,3 +173,23 @@ class DeliveryHandler:
                 outcome.reply,
                 extra={"message_id": envelope.message_id, "mx_host": outcome.mx_host},
             )
+
+
+async def hand_off(publish: Publish, message_id: str) -> None:
+    """``publish`` until confirmed: retried with backoff, raising after the last attempt."""
+    delay = HAND_OFF_BACKOFF
+    for attempt in range(1, HAND_OFF_ATTEMPTS + 1):
+        try:
+            await publish()
+            return
+        except PublishError as error:
+            if attempt == HAND_OFF_ATTEMPTS:
+                raise
+            log.warning(
+                "hand-off publish failed (%s); trying it again in %gs, not the delivery",
+                error,
+                delay,
+                extra={"message_id": message_id},
+            )
+        await asyncio.sleep(delay)
+        delay *= 2

@@ -5,11 +5,19 @@
 * RCPT: relay rights (authenticated, or client in ``relay_networks``;
   ``554 5.7.1``), then ``max_recipients`` (``452 4.5.3``).
 * DATA: publish the body and the envelope to the ``submit`` queue and answer
-  ``250 2.0.0 Ok: queued as <id>`` only once RabbitMQ confirmed it; a failed or
-  late confirm answers ``451 4.3.0``. The publish runs shielded from the
-  session (a client that hangs up does not cancel it half-way) and a drain
-  waits for it. A ``received`` event follows in the background: its failure
-  is logged and changes nothing for the message.
+  ``250 2.0.0 Ok: queued as <id>`` only once RabbitMQ confirmed it. Not
+  queued for certain (no connection to send on, nacked, unroutable):
+  ``451 4.3.0 Local error; message not queued``. Sent but not confirmed
+  within ``[broker] publish_timeout`` (a stalled broker): the outcome is
+  unknown, so ``451 4.3.0 Queueing not confirmed in time; the message may
+  have been queued`` (metric result ``unconfirmed``), and the confirm is
+  still awaited in the background (bounded by the bus).
+* The publish runs shielded from the session (a client that hangs up does
+  not cancel it half-way) and a drain waits for it. Every message the broker
+  confirms, whatever the client was told, gets a ``received`` event in the
+  background; one confirmed after a ``451``, or after the client went away,
+  says in its ``reason`` that it may arrive twice (the client sends it
+  again). A failed event is logged and changes nothing for the message.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from postline.bus import Bus, PublishError
+from postline.bus import Bus, PublishError, PublishUnconfirmed
 from postline.ingress import metrics, replies
 from postline.ingress.address import Mailbox
 from postline.ingress.limits import RateLimiter
@@ -33,6 +42,29 @@ from postline.reply import SmtpReply
 from postline.topology import Stage
 
 log = logging.getLogger("postline.ingress.handler")
+T = TypeVar("T")
+TOLD_TO_RETRY = "accepted after the client was told to retry (451, not confirmed in time)"
+CLIENT_GONE = "accepted after the client went away without an answer"
+MAY_ARRIVE_TWICE = "may arrive twice"
+
+
+@dataclass
+class Submission:
+    """One message at end of DATA, and what its client was told."""
+
+    conn: Connection
+    envelope: Envelope
+    size: int
+    told_to_retry: bool = False
+    client_gone: bool = False
+
+    def received_reason(self) -> str | None:
+        """Why this message may arrive twice, for its ``received`` event (None: it won't)."""
+        if self.client_gone:
+            return f"{CLIENT_GONE}: {MAY_ARRIVE_TWICE}"
+        if self.told_to_retry:
+            return f"{TOLD_TO_RETRY}: {MAY_ARRIVE_TWICE}"
+        return None
 
 
 class IngressHandler:
@@ -44,7 +76,7 @@ class IngressHandler:
         self._users = users
         self._ip_rate = RateLimiter(settings.max_messages_per_ip, settings.rate_window)
         self._user_rate = RateLimiter(settings.max_messages_per_user, settings.rate_window)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def handle_MAIL(self, conn: Connection, sender: Mailbox | None) -> SmtpReply:
         if conn.auth_user is not None:
@@ -76,10 +108,31 @@ class IngressHandler:
             tls=conn.tls,
             smtputf8=txn.smtputf8,
         )
-        fields = {**conn.log_fields(), "message_id": envelope.message_id}
+        submission = Submission(conn, envelope, len(body))
+        queueing = self._spawn(self._queue(submission, body))
+        try:
+            return await asyncio.shield(queueing)
+        except asyncio.CancelledError:
+            submission.client_gone = True  # whatever the broker says, the client heard nothing
+            raise
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) for publishes and events still in flight."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def _queue(self, submission: Submission, body: bytes) -> SmtpReply:
+        """Publish to ``submit``; the reply says what is known (module docstring)."""
+        envelope = submission.envelope
+        fields = {**submission.conn.log_fields(), "message_id": envelope.message_id}
         started = time.monotonic()
         try:
-            await asyncio.shield(self._spawn(self._bus.publish_stage(Stage.SUBMIT, body, envelope)))
+            await self._bus.publish_stage(Stage.SUBMIT, body, envelope, patient=False)
+        except PublishUnconfirmed as error:
+            metrics.MESSAGES.labels("unconfirmed", "4xx").inc()
+            log.warning("queueing not confirmed in time: %s", error, extra=fields)
+            self._spawn(self._announce_if_confirmed(submission, error))
+            return replies.NOT_CONFIRMED
         except PublishError as error:
             metrics.MESSAGES.labels("not_queued", "4xx").inc()
             log.warning("message not queued: %s", error, extra=fields)
@@ -87,26 +140,35 @@ class IngressHandler:
         metrics.PUBLISH_SECONDS.observe(time.monotonic() - started)
         metrics.MESSAGE_SIZE.observe(len(body))
         metrics.MESSAGES.labels("queued", "2xx").inc()
-        log.info("queued", extra={**fields, "size": len(body), "rcpt_count": len(txn.rcpt_to)})
-        self._spawn(self._announce(conn, envelope, len(body)))
+        log.info("queued", extra={**fields, "size": len(body), "rcpt_count": len(envelope.rcpt_to)})
+        self._spawn(self._announce(submission))
         return replies.queued(envelope.message_id)
 
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait (up to ``timeout`` s) for publishes and events still in flight."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+    async def _announce_if_confirmed(
+        self, submission: Submission, unconfirmed: PublishUnconfirmed
+    ) -> None:
+        """The ``received`` event of a message confirmed after its client was told to retry."""
+        fields = {"message_id": submission.envelope.message_id}
+        if not await unconfirmed.confirmed():
+            log.warning("queueing never confirmed: the message may be queued or not", extra=fields)
+            return
+        log.warning("queued after the client was told to retry: may arrive twice", extra=fields)
+        submission.told_to_retry = True
+        await self._announce(submission)
 
-    async def _announce(self, conn: Connection, envelope: Envelope, size: int) -> None:
+    async def _announce(self, submission: Submission) -> None:
+        envelope = submission.envelope
         event = Event(
             kind=EventKind.RECEIVED,
             service="ingress",
             message_id=envelope.message_id,
             mail_from=envelope.mail_from,
             rcpt_to=envelope.rcpt_to,
-            size=size,
+            size=submission.size,
             client_ip=envelope.client_ip,
             auth_user=envelope.auth_user,
-            session_id=conn.session_id,
+            session_id=submission.conn.session_id,
+            reason=submission.received_reason(),
         )
         try:
             await self._bus.publish_events([event])
@@ -115,7 +177,7 @@ class IngressHandler:
                 "received event not published: %s", error, extra={"message_id": event.message_id}
             )
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -123,6 +185,10 @@ class IngressHandler:
 
 
 def _rejected(reason: str, reply: SmtpReply, conn: Connection) -> SmtpReply:
+    """Count the refusal; log it, at most a few times per session and reason."""
     metrics.REJECTIONS.labels(reason).inc()
-    log.info("refused: %s", reason, extra=conn.log_fields())
+    logging_it = conn.may_log(f"refused:{reason}")
+    if logging_it is not False:
+        more = "" if logging_it else " (further ones in this session are not logged)"
+        log.info("refused: %s%s", reason, more, extra=conn.log_fields())
     return reply

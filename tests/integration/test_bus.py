@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from postline.bus import Bus, Delivery, Poison, PublishError
+from postline.bus import Bus, Delivery, Poison, PublishError, PublishUnconfirmed
 from postline.models import Envelope, new_message_id
 from postline.settings import Settings
 from postline.topology import Stage, topology_for
-from tests.support.broker import queue_depth, wait_until
+from tests.support.broker import BROKER_URL, make_settings, queue_depth, wait_until
+from tests.support.stall_proxy import StallProxy
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +82,61 @@ async def test_publish_without_a_broker_raises_within_the_publish_timeout(buses)
     )
     bus = await buses.start(settings, connect=False)
     started = time.monotonic()
-    with pytest.raises(PublishError, match="no confirm"):
+    with pytest.raises(PublishError, match="no confirm") as raised:
         await bus.publish_stage(Stage.SUBMIT, b"x", envelope())
     assert time.monotonic() - started < 3
+    assert not isinstance(raised.value, PublishUnconfirmed), "nothing was sent: not queued"
     assert not bus.ready
+
+
+@pytest.fixture
+def proxy() -> Iterator[StallProxy]:
+    with StallProxy() as running:
+        yield running
+
+
+def through(proxy: StallProxy, direct: Settings) -> Settings:
+    """``direct``'s namespace, reached through ``proxy``, with a 1 s publish timeout."""
+    broker = {"url": proxy.url, "publish_timeout": "1s"}
+    return make_settings(direct.broker.namespace, broker=broker)
+
+
+async def stall_for(proxy: StallProxy, seconds: float) -> None:
+    """A stall of a known length (the fault), then the broker answers again."""
+    await asyncio.sleep(seconds)
+    proxy.resume()
+
+
+async def test_publish_sent_into_a_stall_waits_for_the_late_confirm_instead_of_failing(
+    proxy, broker_settings, buses
+) -> None:
+    direct = broker_settings()
+    bus = await buses.start(through(proxy, direct))
+    proxy.stall()
+    resume = asyncio.ensure_future(stall_for(proxy, 2.5))
+    started = time.monotonic()
+    await bus.publish_stage(Stage.DELIVER, b"late", envelope())
+    assert time.monotonic() - started >= 2.4, "confirmed during the stall?"
+    await resume
+    queue = bus.topology.queue_name(Stage.DELIVER)
+    assert await queue_depth(BROKER_URL, queue) == 1
+
+
+async def test_impatient_publish_into_a_stall_is_unconfirmed_then_confirmed_late(
+    proxy, broker_settings, buses
+) -> None:
+    direct = broker_settings()
+    bus = await buses.start(through(proxy, direct))
+    proxy.stall()
+    started = time.monotonic()
+    with pytest.raises(PublishUnconfirmed, match="may be queued") as raised:
+        await bus.publish_stage(Stage.SUBMIT, b"late", envelope(), patient=False)
+    assert time.monotonic() - started < 3
+    assert proxy.stalled_bytes > 0
+    proxy.resume()
+    assert await raised.value.confirmed() is True
+    queue = bus.topology.queue_name(Stage.SUBMIT)
+    assert await queue_depth(BROKER_URL, queue) == 1
 
 
 async def test_tier_queue_returns_message_to_its_work_queue_after_ttl(

@@ -105,6 +105,7 @@ ALLOWED_LABELS = {
         "unknown_mechanism",
         "queued",
         "not_queued",
+        "unconfirmed",
         "refused_content",
     },
     "mechanism": {"PLAIN", "LOGIN", "other"},

@@ -6,7 +6,8 @@ failed for good (bounced or expired) in one attempt:
 1. ``text/plain``: what happened, for people;
 2. ``message/delivery-status``: ``Reporting-MTA``, ``Arrival-Date``, then per
    recipient ``Final-Recipient``, ``Action: failed``, ``Status`` (the reply's
-   enhanced code, or ``X.0.0`` from its class), ``Remote-MTA``,
+   enhanced code when it has the reply's class, else ``4.0.0``/``5.0.0``: never
+   ``2.x.x`` for a failure), ``Remote-MTA``,
    ``Diagnostic-Code: smtp; <the remote's reply>`` and ``Last-Attempt-Date``;
 3. ``text/rfc822-headers``: the original message's header block (RFC 6522).
 
@@ -63,10 +64,16 @@ def dsn_envelope(original: Envelope, now: datetime, attempt: int = 0) -> Envelop
 
 
 def status_of(reply: SmtpReply) -> str:
-    """RFC 3464 ``Status``: the enhanced code, else ``4.0.0``/``5.0.0`` from the reply code."""
-    if reply.enhanced:
+    """RFC 3464 ``Status`` of a failure: never ``2.x.x`` (nor ``3.x.x``).
+
+    The reply's enhanced code when it has the reply's class (``554 5.7.1``), else
+    ``5.0.0`` for a 5xx and ``4.0.0`` for anything else: a failure recorded with a
+    4xx, or (should one ever reach a DSN) with a 2xx/3xx that did not deliver.
+    """
+    failure_class = "5" if reply.is_permanent else "4"
+    if reply.enhanced and reply.enhanced[0] == failure_class:
         return reply.enhanced
-    return f"{reply.code // 100}.0.0"
+    return f"{failure_class}.0.0"
 
 
 def original_headers(body: bytes) -> bytes:

@@ -2,9 +2,12 @@
 
 ``SmtpReply`` is what every stage speaks: ingress returns its text to the
 client, delivery builds one from whatever the remote (or the network, or DNS)
-did, and events carry it to the audit trails. The predicates decide retry
-versus bounce in one place (as Postfix's ``smtp_trouble.c`` does): 2xx is
-success, 4xx transient, 5xx permanent.
+did, and events carry it to the audit trails. The predicates classify a
+reply by its first digit: 2xx success, 3xx intermediate (``354`` after DATA,
+``334`` during AUTH: never success), 4xx transient, 5xx permanent;
+``is_consistent`` says whether an enhanced code (RFC 3463) has the same class
+as the reply (``550 2.0.0`` does not). What a reply *means* at a given step of a
+dialogue is for the service to decide (delivery: ``postline.delivery.trouble``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ class SmtpReply(BaseModel):
 
     @property
     def is_success(self) -> bool:
-        return 200 <= self.code < 400
+        return 200 <= self.code < 300
+
+    @property
+    def is_intermediate(self) -> bool:
+        return 300 <= self.code < 400
 
     @property
     def is_transient(self) -> bool:
@@ -49,6 +56,11 @@ class SmtpReply(BaseModel):
     @property
     def is_permanent(self) -> bool:
         return self.code >= 500
+
+    @property
+    def is_consistent(self) -> bool:
+        """No enhanced code, or one of the reply's own class (``2.x.x`` only with 2xx, ...)."""
+        return self.enhanced is None or self.enhanced[0] == str(self.code)[0]
 
     def __str__(self) -> str:
         """The reply line as sent to an SMTP client (without CRLF)."""

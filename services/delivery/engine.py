@@ -13,9 +13,14 @@ Order of work, as a careful MTA does it:
    per reply, so a drip-feeding server would never trip them): resolve the
    route (``route``/``mx``), then try each MX host in order and each of its
    addresses, skipping addresses the ``DestinationGuard`` refuses; a host
-   that refuses the connection, times out, or answers 4xx/5xx to the greeting,
-   EHLO or STARTTLS is skipped for the next one;
-3. the first usable session carries the transaction; its replies are final;
+   that refuses the connection, times out, or answers the greeting, EHLO or
+   STARTTLS with a refusal or a reply those phases cannot have (a protocol
+   error) is skipped for the next one;
+3. the first usable session carries the transaction; its replies are final.
+   A transaction that fails midway (lost, timed out, protocol error) gives
+   its undecided recipients the temporary reply standing for the failure.
+   The session goes back to the pool only if it is alive, in step (nothing
+   unread or unsolicited arrived: ``Connection.reusable``) and not closing;
 4. if no host was usable, every recipient gets the last temporary failure
    (or, when all failures were permanent, the last permanent one);
 5. if the cap expires, recipients still undecided get ``4.4.2`` and the
@@ -29,10 +34,11 @@ import time
 from dataclasses import dataclass
 
 from postline.delivery import metrics, replies
+from postline.delivery.connection import Connection, Target
 from postline.delivery.mx import MxHost, Resolver, RouteError
 from postline.delivery.pool import DestinationBusy, Limiter, Pool
 from postline.delivery.route import DestinationGuard, Route, route_for
-from postline.delivery.sender import Connection, HostFailure, Target
+from postline.delivery.sender import HostFailure
 from postline.delivery.settings import DeliverySettings
 from postline.delivery.transaction import Transaction
 from postline.delivery.trouble import Phase, reply_for
@@ -53,6 +59,7 @@ class _Failure:
     reply: SmtpReply
     phase: Phase
     mx_host: str | None
+    remote: bool = False
 
 
 class Engine:
@@ -97,7 +104,7 @@ class Engine:
             if not deadline.expired():
                 raise
             reply = replies.detailed(replies.ATTEMPT_TIMEOUT, f"{cap:g}s")
-            transaction.decide_all(reply, transaction.phase, transaction.mx_host)
+            transaction.decide_all(reply, transaction.phase, transaction.mx_host, remote=False)
         finally:
             metrics.SESSION_SECONDS.observe(time.monotonic() - started)
 
@@ -108,7 +115,7 @@ class Engine:
         try:
             hosts = await self._hosts(route)
         except RouteError as error:
-            transaction.decide_all(error.reply, Phase.DNS, None)
+            transaction.decide_all(error.reply, Phase.DNS, None, remote=False)
             return
         failures: list[_Failure] = []
         for host in hosts:
@@ -120,12 +127,14 @@ class Engine:
                 except HostFailure as failure:
                     lines = tuple(failure.connection.take_lines())
                     out.append(Conversation(failure.connection.session_id, target.label, lines))
-                    failures.append(_Failure(failure.reply, failure.phase, target.label))
+                    failures.append(
+                        _Failure(failure.reply, failure.phase, target.label, failure.remote)
+                    )
                     continue
                 await self._transact(connection, transaction, out)
                 return
         final = _final(failures)
-        transaction.decide_all(final.reply, final.phase, final.mx_host)
+        transaction.decide_all(final.reply, final.phase, final.mx_host, final.remote)
 
     async def _hosts(self, route: Route) -> list[MxHost]:
         if route.lookup_mx:
@@ -164,11 +173,12 @@ class Engine:
         try:
             await transaction.run(connection)
             closing = any(d.reply.code == 421 for d in transaction.decided.values())
-            reusable = connection.alive and not closing
+            reusable = connection.reusable and not closing
+            connection.note_out_of_step()
         except Exception as error:
             reply = reply_for(error, transaction.phase, label)
             connection.note(f"failed: {reply}")
-            transaction.decide_all(reply, transaction.phase, label)
+            transaction.decide_all(reply, transaction.phase, label, remote=False)
         finally:
             if not reusable:
                 connection.abort()

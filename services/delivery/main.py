@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 
+from postline.delivery.connection import Timeouts
 from postline.delivery.engine import Engine
 from postline.delivery.handler import DeliveryHandler
 from postline.delivery.mx import Resolver
 from postline.delivery.pool import Limiter, Pool
 from postline.delivery.route import DestinationGuard, broker_addresses
 from postline.delivery.sender import SessionConfig, tls_contexts
+from postline.delivery.settings import DeliverySettings
 from postline.lifecycle import Service, Supervisor
 from postline.settings import Settings
 from postline.topology import Stage
@@ -49,9 +51,9 @@ class DeliveryService:
         config = SessionConfig(
             helo_name=section.helo_name,
             connect_timeout=section.connect_timeout,
-            command_timeout=section.command_timeout,
             unverified_tls=unverified,
             verified_tls=verified,
+            timeouts=timeouts_of(section),
         )
         self.pool = Pool(
             config,
@@ -79,6 +81,20 @@ class DeliveryService:
         if self.pool is not None:
             await self.pool.close()
         await self.worker.close()
+
+
+def timeouts_of(section: DeliverySettings) -> Timeouts:
+    """The per-reply timeouts of ``[delivery]``."""
+    return Timeouts(
+        greeting=section.greeting_timeout,
+        command=section.command_timeout,
+        mail=section.mail_timeout,
+        rcpt=section.rcpt_timeout,
+        data_init=section.data_init_timeout,
+        data_block=section.data_block_timeout,
+        data_done=section.data_done_timeout,
+        rset=section.rset_timeout,
+    )
 
 
 def build(settings: Settings, supervisor: Supervisor) -> Service:

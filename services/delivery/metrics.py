@@ -51,6 +51,12 @@ DESTINATION_BUSY = Counter(
     "postline_delivery_destination_busy_total",
     "Messages deferred because their destination had no free session slot in time.",
 )
+OUT_OF_STEP = Counter(
+    "postline_delivery_out_of_step_total",
+    "Outbound sessions found out of step: input no command asked for arrived (a reply too "
+    "many, replies sent early, unsolicited input). Never reused; a transaction still under "
+    "way on it is deferred as a protocol error.",
+)
 MESSAGES = Counter(
     "postline_delivery_messages_total",
     "Messages taken from the deliver queue and finished (every outcome published).",

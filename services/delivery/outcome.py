@@ -1,9 +1,13 @@
 """Per-recipient outcomes of one attempt, and the events that record them.
 
-``settle`` turns each recipient's ``Decision`` (the reply and where it was
-given) into an ``Outcome``: delivered, bounced, deferred (with the retry
-tier and time) or expired, using ``trouble.verdict`` (the one place that
-decides retry versus bounce) and ``retry.plan_retry``.
+``settle`` turns each recipient's ``Decision`` (the reply, where it was given
+and whether it is the remote's own words) into an ``Outcome``: delivered,
+bounced, deferred (with the retry tier and time) or expired, using
+``trouble.verdict`` (the one place that decides: only a 2xx after the final
+dot delivers) and ``retry.plan_retry``. The reason says where, and says
+"remote replied" only when the reply is the remote's own; a timeout, a lost
+connection or a protocol error reads ``failed at RCPT TO`` / ``failed after
+end of data`` (the reply says which).
 
 The event builders fill every ``Event`` field the audit trails show:
 recipient, sender, attempt, MX host, the remote's reply, a reason, the next
@@ -22,26 +26,40 @@ from datetime import datetime
 from postline.delivery.engine import Conversation
 from postline.delivery.retry import RetryPlan
 from postline.delivery.transaction import Decision
-from postline.delivery.trouble import Phase, Verdict, verdict
+from postline.delivery.trouble import Phase, Verdict, at, verdict
 from postline.models import Envelope, Event, EventKind, stable_event_id
 from postline.reply import SmtpReply
 from postline.values import format_duration
 
 SERVICE = "delivery"
 
-_WHERE = {
+_FIXED = {
     Phase.ROUTE: "no usable route",
     Phase.DNS: "DNS lookup failed",
     Phase.CONNECT: "could not connect",
-    Phase.GREETING: "refused at greeting",
-    Phase.EHLO: "refused at EHLO",
     Phase.STARTTLS: "TLS failed",
     Phase.AUTH: "smarthost authentication failed",
+    Phase.QUEUE: "destination busy",
+}
+_REPLIED = {  # the remote's own reply
+    Phase.GREETING: "refused at greeting",
+    Phase.EHLO: "refused at EHLO",
     Phase.MAIL: "remote replied to MAIL FROM",
     Phase.RCPT: "remote replied to RCPT TO",
     Phase.DATA: "remote replied to DATA",
-    Phase.QUEUE: "destination busy",
+    Phase.END_OF_DATA: "remote replied to end of data",
 }
+
+
+def reason_of(decision: Decision) -> str:
+    """Where and how: ``remote replied to RCPT TO``, or ``failed after end of data`` when
+    the reply is not the remote's own (a timeout, a lost connection, a protocol error)."""
+    fixed = _FIXED.get(decision.phase)
+    if fixed is not None:
+        return fixed
+    if decision.remote:
+        return _REPLIED[decision.phase]
+    return f"failed {at(decision.phase)}"
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,7 @@ class Outcome:
 
 def settle(recipient: str, decision: Decision, plan: RetryPlan, lifetime: float) -> Outcome:
     """The outcome of ``decision`` given the retry ``plan`` for this attempt."""
-    where = _WHERE.get(decision.phase, str(decision.phase))
+    where = reason_of(decision)
     found = verdict(decision.reply, decision.phase)
     if found is Verdict.DELIVERED:
         return Outcome(recipient, EventKind.DELIVERED, decision.reply, decision.mx_host, where)

@@ -2,11 +2,18 @@
 
 ``Pool`` keeps idle outbound sessions per target (MX name, address, port, TLS
 policy, credentials) and hands them out again: ``acquire`` sends ``RSET`` on an
-idle session first and uses it only if the server answers 250, else closes it
-and tries the next one or opens a new session. ``release`` keeps a session
-that is still healthy, has served fewer than ``max_messages_per_connection``
-transactions, and fits within ``max_idle_connections``; everything else gets
-``QUIT``. Idle sessions are closed after ``connection_idle_timeout``.
+idle session first (within the short ``rset_timeout``) and uses it only if the
+server answers 250 and nothing else, else closes it and tries the next one or
+opens a new session. A session is kept only while it is reusable: alive and
+in step, i.e. every reply matched its command and nothing unread or
+unsolicited arrived on it (``Connection.reusable``). One that got input it did
+not ask for, even while idle, is closed at once, never sent RSET: its replies
+would be read one step late (counted in ``postline_delivery_out_of_step_total``
+where it is noticed, ``smtpclient``). ``release`` keeps a reusable session that
+has served fewer than ``max_messages_per_connection`` transactions and fits
+within ``max_idle_connections``; everything else gets ``QUIT`` (an out-of-step
+session is just closed). Idle sessions are closed after
+``connection_idle_timeout``.
 
 ``Limiter`` caps concurrent sessions per destination (recipient domain or
 configured hop) at ``per_destination_concurrency``; a message that cannot get
@@ -25,7 +32,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from postline.delivery import metrics
-from postline.delivery.sender import Connection, SessionConfig, Target, open_session
+from postline.delivery.connection import Connection, Target
+from postline.delivery.sender import SessionConfig, open_session
 
 _QUIT_TIMEOUT = 5.0
 
@@ -73,7 +81,7 @@ class Pool:
         connection.transactions += 1
         keep = (
             reusable
-            and connection.alive
+            and connection.reusable
             and connection.transactions < self._max_per_connection
             and self.idle_count < self._max_idle
         )
@@ -95,7 +103,7 @@ class Pool:
             await asyncio.wait(set(self._closing), timeout=_QUIT_TIMEOUT + 1)
 
     def _fresh(self, connection: Connection, now: float) -> bool:
-        return connection.alive and now - connection.idle_since <= self._idle_timeout
+        return connection.reusable and now - connection.idle_since <= self._idle_timeout
 
     async def _still_good(self, connection: Connection) -> bool:
         if not self._fresh(connection, time.monotonic()):
@@ -104,7 +112,7 @@ class Pool:
         connection.note(f"reuse session {connection.session_id} to {connection.target.label}")
         connection.note("> RSET")
         try:
-            response = await connection.smtp.rset(timeout=self.config.command_timeout)
+            response = await connection.smtp.rset(timeout=self.config.timeouts.rset)
         except Exception as error:
             connection.note(f"RSET failed: {error}; opening a new session")
             connection.abort()

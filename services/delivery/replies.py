@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from postline.reply import SmtpReply, reply
 
+_WORDS_LIMIT = 200
+
 # DNS (reliability.md D: NXDOMAIN permanent, SERVFAIL/timeout temporary, null MX permanent)
 DOMAIN_NOT_FOUND = reply(550, "5.1.2", "Host or domain name not found")
 NO_ADDRESS = reply(550, "5.1.2", "Domain has no MX and no address records")
@@ -31,6 +33,9 @@ LOST_CONNECTION = reply(451, "4.4.2", "Lost connection")
 READ_TIMEOUT = reply(451, "4.4.2", "Timed out waiting for the remote server")
 ATTEMPT_TIMEOUT = reply(451, "4.4.2", "Delivery attempt exceeded its time limit")
 SMTP_ERROR = reply(451, "4.4.0", "SMTP protocol error")
+# The remote broke the protocol (a reply its phase cannot have, a malformed or
+# inconsistent reply, input out of step): temporary, with the remote's words.
+PROTOCOL_ERROR = reply(451, "4.5.0", "SMTP protocol error")
 
 # TLS and authentication
 TLS_FAILED = reply(451, "4.7.5", "TLS negotiation failed")
@@ -42,3 +47,9 @@ AUTH_FAILED = reply(451, "4.7.0", "Authentication at the smarthost failed")
 def detailed(base: SmtpReply, detail: str) -> SmtpReply:
     """``base`` with ``: detail`` appended to its text."""
     return base.model_copy(update={"text": f"{base.text}: {detail}" if detail else base.text})
+
+
+def escaped(text: str, limit: int = _WORDS_LIMIT) -> str:
+    """What a remote sent, fit for a reply text: control characters escaped, cut at ``limit``."""
+    clean = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."

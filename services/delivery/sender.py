@@ -1,67 +1,52 @@
-"""Outbound SMTP sessions with aiosmtplib: connect, greet, STARTTLS, AUTH.
+"""Opening outbound sessions: connect, greet, EHLO, STARTTLS, AUTH.
 
-``open_session(target, config)`` connects, reads the greeting, says EHLO (HELO
-if EHLO is not understood), negotiates STARTTLS as the target's ``tls_policy``
-says and authenticates at a smarthost (only over TLS). Anything that makes
-the host unusable raises ``HostFailure`` with the reply standing for it, so
-the caller can try the next host. ``tls_policy``:
+``open_session(target, config)`` connects (``connect_timeout``), reads the
+greeting (``greeting_timeout``), says EHLO (HELO if EHLO is not understood),
+negotiates STARTTLS as the target's ``tls_policy`` says and authenticates at
+a smarthost (only over TLS). Every reply is judged by ``trouble.expect`` for its
+phase: 220 greeting, 250 EHLO/HELO, 220 STARTTLS, 235 AUTH; a 4xx/5xx is the
+remote's refusal, anything else (or a malformed reply, or input out of step) a
+protocol error. Anything that makes the host unusable raises ``HostFailure``
+with the reply standing for it, the phase, and whether the reply is the
+remote's own (``remote``), so the caller can try the next host. ``tls_policy``:
 
 * ``none``: never STARTTLS;
 * ``opportunistic``: STARTTLS when offered, certificate not checked; a failed
-  handshake is retried once on a new plaintext session (as Postfix does);
+  handshake (or a wrong reply to STARTTLS) is retried once on a new plaintext
+  session (as Postfix does);
 * ``required``: STARTTLS or give up on this host, certificate not checked;
 * ``verify``: STARTTLS with a certificate valid for the MX name (system CAs
   or ``tls_ca_file``), or give up on this host.
 
-A ``Connection`` (one session) keeps its transcript: every command and reply.
-Every command and reply is appended to the connection's transcript: never the
-message body (only its size), never credentials.
+Every command and reply goes to the connection's transcript: never
+credentials. ``Target``, ``Timeouts`` and ``Connection`` live in ``connection``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-import time
-import uuid
 from dataclasses import dataclass, field
 
 import aiosmtplib
 
 from postline.delivery import metrics, replies
-from postline.delivery.settings import TlsPolicy
-from postline.delivery.trouble import Phase, remote_reply, reply_for
+from postline.delivery.connection import Connection, Target, Timeouts
+from postline.delivery.smtpclient import ProtocolViolation, StrictSMTP
+from postline.delivery.trouble import Phase, UnexpectedReply, expect, reply_for, reply_words
 from postline.reply import SmtpReply
 
+__all__ = ["Connection", "HostFailure", "SessionConfig", "Target", "Timeouts", "open_session"]
 
-@dataclass(frozen=True)
-class Target:
-    """One host to connect to, and how."""
-
-    mx: str
-    address: str
-    port: int
-    tls_policy: TlsPolicy = "opportunistic"
-    credentials: tuple[str, str] | None = None
-
-    @property
-    def label(self) -> str:
-        """Postfix style: ``mx.example.org[192.0.2.1]:25``."""
-        return f"{self.mx}[{self.address}]:{self.port}"
-
-    @property
-    def key(self) -> tuple[str, str, int, str, str]:
-        user = self.credentials[0] if self.credentials else ""
-        return (self.mx, self.address, self.port, self.tls_policy, user)
+_HELO_FALLBACK = (500, 502)  # EHLO not understood: say HELO
 
 
 @dataclass(frozen=True)
 class SessionConfig:
     helo_name: str
     connect_timeout: float
-    command_timeout: float
     unverified_tls: ssl.SSLContext
     verified_tls: ssl.SSLContext
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 def tls_contexts(ca_file: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -74,114 +59,99 @@ def tls_contexts(ca_file: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 
 class HostFailure(Exception):
-    """This host cannot take mail now; ``reply`` says why."""
+    """This host cannot take mail now; ``reply`` says why (``remote``: in its own words)."""
 
-    def __init__(self, reply: SmtpReply, phase: Phase, connection: Connection) -> None:
+    def __init__(
+        self, reply: SmtpReply, phase: Phase, connection: Connection, remote: bool = False
+    ) -> None:
         super().__init__(str(reply))
         self.reply = reply
         self.phase = phase
         self.connection = connection
-
-
-@dataclass
-class Connection:
-    """One SMTP session to ``target`` and the transcript lines not yet handed out."""
-
-    target: Target
-    smtp: aiosmtplib.SMTP
-    session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    lines: list[str] = field(default_factory=list)
-    transactions: int = 0
-    idle_since: float = field(default_factory=time.monotonic)
-    tls: str = "plaintext"
-    counted: bool = False
-
-    def note(self, line: str) -> None:
-        self.lines.append(line)
-
-    def replied(self, code: int, message: str) -> None:
-        for line in message.splitlines() or [""]:
-            self.lines.append(f"< {code} {line}".rstrip())
-
-    def take_lines(self) -> list[str]:
-        lines, self.lines = self.lines, []
-        return lines
-
-    @property
-    def alive(self) -> bool:
-        return self.smtp.is_connected
-
-    def abort(self) -> None:
-        self.smtp.close()
-        self._uncount()
-
-    async def quit(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(Exception):
-            if self.smtp.is_connected:
-                await self.smtp.quit(timeout=timeout)
-        self.smtp.close()
-        self._uncount()
-
-    def _uncount(self) -> None:
-        if self.counted:
-            self.counted = False
-            metrics.CONNECTIONS_OPEN.dec()
+        self.remote = remote
 
 
 async def open_session(target: Target, config: SessionConfig) -> Connection:
     """A ready session (greeted, EHLO done, TLS as required, authenticated) or HostFailure."""
-    connection = await _connect(target, config)
+    connection, greeting = await _connect(target, config)
+    phase = Phase.GREETING
     try:
+        _accepted(connection, phase, greeting, 220)
+        phase = Phase.EHLO
         await _hello(connection, config)
         if target.tls_policy != "none":
-            retry_plain = await _starttls(connection, config)
-            if retry_plain:
-                connection.abort()
-                plain = Target(target.mx, target.address, target.port, "none", target.credentials)
-                fallback = await open_session(plain, config)
-                fallback.lines[:0] = connection.take_lines()
-                fallback.target = target
-                return fallback
+            phase = Phase.STARTTLS
+            if await _starttls(connection, config):
+                return await _plaintext_again(connection, config)
         metrics.TLS_SESSIONS.labels(connection.tls).inc()
         if target.credentials is not None:
+            phase = Phase.AUTH
             await _authenticate(connection, target.credentials)
     except HostFailure:
         connection.abort()
         raise
     except Exception as error:
         connection.abort()
-        reply = reply_for(error, Phase.EHLO, target.label)
-        raise HostFailure(reply, Phase.EHLO, connection) from None
+        raise _failure(connection, error, phase) from None
     except BaseException:  # cancelled by the attempt's wall-clock cap
         connection.abort()
         raise
     return connection
 
 
-async def _connect(target: Target, config: SessionConfig) -> Connection:
-    smtp = aiosmtplib.SMTP(
-        hostname=target.address,
-        port=target.port,
+def _failure(connection: Connection, error: Exception, phase: Phase) -> HostFailure:
+    """The ``HostFailure`` for ``error`` at ``phase`` (a bug in ``error`` is re-raised)."""
+    if isinstance(error, ProtocolViolation):
+        connection.noted(error)
+    reply = reply_for(error, phase, connection.target.label)
+    connection.note(f"failed: {reply}")
+    return HostFailure(reply, phase, connection)
+
+
+async def _plaintext_again(connection: Connection, config: SessionConfig) -> Connection:
+    """Opportunistic TLS failed: the same host again on a new session, without STARTTLS."""
+    target = connection.target
+    connection.abort()
+    plain = Target(target.mx, target.address, target.port, "none", target.credentials)
+    fallback = await open_session(plain, config)
+    fallback.lines[:0] = connection.take_lines()
+    fallback.target = target
+    return fallback
+
+
+async def _connect(
+    target: Target, config: SessionConfig
+) -> tuple[Connection, aiosmtplib.SMTPResponse]:
+    """A connected session and its greeting (not judged yet), or ``HostFailure``."""
+    timeouts = config.timeouts
+    smtp = StrictSMTP(
+        target.address,
+        target.port,
         local_hostname=config.helo_name,
-        timeout=config.command_timeout,
-        start_tls=False,
+        timeout=timeouts.command,
+        greeting_timeout=timeouts.greeting,
     )
-    connection = Connection(target, smtp)
+    connection = Connection(target, smtp, timeouts)
     connection.note(f"connect to {target.label}")
     try:
         greeting = await smtp.connect(timeout=config.connect_timeout)
-    except aiosmtplib.SMTPConnectResponseError as error:
-        connection.replied(error.code, error.message)
-        phase = Phase.GREETING
-        raise HostFailure(reply_for(error, phase, target.label), phase, connection) from None
     except Exception as error:
-        reply = reply_for(error, Phase.CONNECT, target.label)
-        connection.note(f"failed: {reply}")
-        raise HostFailure(reply, Phase.CONNECT, connection) from None
+        phase = Phase.GREETING if smtp.reached else Phase.CONNECT
+        raise _failure(connection, error, phase) from None
     metrics.CONNECTIONS_OPEN.inc()
     connection.counted = True
-    connection.replied(greeting.code, greeting.message)
-    return connection
+    return connection, greeting
+
+
+def _accepted(
+    connection: Connection, phase: Phase, response: aiosmtplib.SMTPResponse, wanted: int
+) -> None:
+    """Note the reply; unless it is ``wanted``: ``HostFailure`` (a refusal) or a violation."""
+    connection.replied(response.code, response.message)
+    reply = expect(phase, response.code, response.message)
+    if reply.code != wanted:
+        raise HostFailure(reply, phase, connection, remote=True)
+    connection.smtp.check_in_step()
 
 
 async def _hello(connection: Connection, config: SessionConfig) -> None:
@@ -190,18 +160,19 @@ async def _hello(connection: Connection, config: SessionConfig) -> None:
     try:
         response = await smtp.ehlo()
     except aiosmtplib.SMTPHeloError as error:
-        connection.replied(error.code, error.message)
-        if error.code not in (500, 502) or not smtp.is_connected:
-            reply = remote_reply(error.code, error.message)
-            raise HostFailure(reply, Phase.EHLO, connection) from None
-        connection.note(f"> HELO {config.helo_name}")
-        try:
-            response = await smtp.helo()
-        except aiosmtplib.SMTPHeloError as helo_error:
-            connection.replied(helo_error.code, helo_error.message)
-            reply = remote_reply(helo_error.code, helo_error.message)
-            raise HostFailure(reply, Phase.EHLO, connection) from None
-    connection.replied(response.code, response.message)
+        response = aiosmtplib.SMTPResponse(error.code, error.message)
+        if error.code in _HELO_FALLBACK and smtp.is_connected:
+            connection.replied(error.code, error.message)
+            response = await _helo(connection, config)
+    _accepted(connection, Phase.EHLO, response, 250)
+
+
+async def _helo(connection: Connection, config: SessionConfig) -> aiosmtplib.SMTPResponse:
+    connection.note(f"> HELO {config.helo_name}")
+    try:
+        return await connection.smtp.helo()
+    except aiosmtplib.SMTPHeloError as error:
+        return aiosmtplib.SMTPResponse(error.code, error.message)
 
 
 async def _starttls(connection: Connection, config: SessionConfig) -> bool:
@@ -222,25 +193,35 @@ async def _starttls(connection: Connection, config: SessionConfig) -> bool:
         response = await smtp.starttls(
             server_hostname=target.mx,
             tls_context=config.verified_tls if verify else config.unverified_tls,
-            timeout=config.command_timeout,
+            timeout=config.timeouts.command,
         )
         connection.replied(response.code, response.message)
+        smtp.check_in_step()  # plaintext after the 220 is an injection (RFC 3207 4.2)
         await _hello(connection, config)
     except HostFailure:
         raise
     except Exception as error:
-        reply = reply_for(error, Phase.STARTTLS, target.label)
-        connection.note(f"TLS failed: {reply}")
-        metrics.TLS_SESSIONS.labels("failed").inc()
-        if policy == "opportunistic":
-            connection.note("retrying without TLS (opportunistic)")
-            return True
-        raise HostFailure(reply, Phase.STARTTLS, connection) from None
+        return _tls_failed(connection, error)
     connection.tls = "verified" if verify else "unverified"
     cipher = smtp.get_transport_info("cipher")
     name = f"{cipher[1]} {cipher[0]}" if cipher else "?"
     connection.note(f"TLS established: {name}, certificate {connection.tls}")
     return False
+
+
+def _tls_failed(connection: Connection, error: Exception) -> bool:
+    """True (retry in plaintext) under opportunistic TLS, else ``HostFailure``."""
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        connection.replied(error.code, error.message)
+    elif isinstance(error, ProtocolViolation):
+        connection.noted(error)
+    reply = reply_for(error, Phase.STARTTLS, connection.target.label)
+    connection.note(f"TLS failed: {reply}")
+    metrics.TLS_SESSIONS.labels("failed").inc()
+    if connection.target.tls_policy == "opportunistic":
+        connection.note("retrying without TLS (opportunistic)")
+        return True
+    raise HostFailure(reply, Phase.STARTTLS, connection) from None
 
 
 async def _authenticate(connection: Connection, credentials: tuple[str, str]) -> None:
@@ -251,11 +232,15 @@ async def _authenticate(connection: Connection, credentials: tuple[str, str]) ->
         raise HostFailure(reply, Phase.AUTH, connection)
     connection.note("> AUTH (credentials not logged)")
     try:
-        response = await smtp.login(*credentials)
+        response = await smtp.login(*credentials, timeout=connection.timeouts.command)
     except aiosmtplib.SMTPResponseException as error:
         connection.replied(error.code, error.message)
-        detail = f"{target.label} said {remote_reply(error.code, error.message)}"
+        said = expect(Phase.AUTH, error.code, error.message)
+        if said.code < 400:  # a 334 where aiosmtplib needed the final 235
+            words = reply_words(error.code, error.message)
+            raise UnexpectedReply("unexpected reply", words) from None
+        detail = f"{target.label} said {said}"
         raise HostFailure(
-            replies.detailed(replies.AUTH_FAILED, detail), Phase.AUTH, connection
+            replies.detailed(replies.AUTH_FAILED, detail), Phase.AUTH, connection, remote=True
         ) from None
-    connection.replied(response.code, response.message)
+    _accepted(connection, Phase.AUTH, response, 235)

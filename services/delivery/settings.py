@@ -40,9 +40,43 @@ class DeliverySettings(BaseModel):
         default=True, description="Refuse MX targets on loopback, link-local or private networks."
     )
     connect_timeout: Duration = Field(default=30.0, description="TCP connect timeout per host.")
-    command_timeout: Duration = Field(default=300.0, description="Per-reply read timeout.")
+    greeting_timeout: Duration = Field(
+        default=300.0, description="Wait for the 220 greeting (RFC 5321 4.5.3.2.1: 5m)."
+    )
+    command_timeout: Duration = Field(
+        default=300.0,
+        description="Reply timeout of EHLO/HELO, STARTTLS, AUTH and QUIT (RFC 5321 sets none; "
+        "Postfix uses 5m).",
+    )
+    mail_timeout: Duration = Field(
+        default=300.0, description="Reply to MAIL FROM (RFC 5321 4.5.3.2.2: 5m)."
+    )
+    rcpt_timeout: Duration = Field(
+        default=300.0, description="Reply to each RCPT TO (RFC 5321 4.5.3.2.3: 5m)."
+    )
+    data_init_timeout: Duration = Field(
+        default=120.0, description="Reply (354) to the DATA command (RFC 5321 4.5.3.2.4: 2m)."
+    )
+    data_block_timeout: Duration = Field(
+        default=180.0,
+        description="Time for the remote to take each 64 KiB block of the message "
+        "(RFC 5321 4.5.3.2.5: 3m).",
+    )
+    data_done_timeout: Duration = Field(
+        default=600.0,
+        description="Reply after the final dot (RFC 5321 4.5.3.2.6: 10m); shorter risks "
+        "duplicates with slow servers that did accept the message.",
+    )
+    rset_timeout: Duration = Field(
+        default=10.0,
+        description="Reply to RSET on a reused session before it carries a new message; a "
+        "session that does not answer in time is replaced by a new one.",
+    )
     attempt_timeout: Duration = Field(
-        default=600.0, description="Wall-clock cap on one delivery session."
+        default=900.0,
+        description="Wall-clock cap on one delivery attempt to one destination; keep it above "
+        "data_done_timeout, or a slow end-of-data reply is cut off (and the message may be "
+        "delivered twice).",
     )
     shutdown_grace: Duration = Field(
         default=30.0, description="Time in-flight messages get to finish on SIGTERM."

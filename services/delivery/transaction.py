@@ -1,37 +1,45 @@
-"""One SMTP transaction (MAIL, RCPT per recipient, DATA) on an open session.
+"""One SMTP transaction (MAIL, RCPT per recipient, DATA, the message) on an open session.
 
 ``Transaction.run(connection)`` records each recipient's final reply in
-``decided`` as it arrives: a refusal at RCPT, or the reply after the final
-dot for every accepted recipient. MAIL options are chosen from what the
-server announced: ``SIZE`` (a message over the announced limit is refused
-here, ``552 5.3.4``), ``SMTPUTF8`` (required for non-ASCII addresses; its
-absence is ``553 5.6.7``), ``BODY=8BITMIME``.
+``decided`` as it arrives: a refusal (4xx/5xx) at MAIL or RCPT, or the reply
+after the final dot for every accepted recipient. Every reply is judged for its
+phase (``trouble.expect``): MAIL must get 250, RCPT 250/251, the DATA command
+354, the end of data a 2xx; the message is sent only after a 354, and a
+recipient is delivered only by a 2xx after its final dot. MAIL options are
+chosen from what the server announced: ``SIZE`` (a message over the announced
+limit is refused here, ``552 5.3.4``), ``SMTPUTF8`` (required for non-ASCII
+addresses; its absence is ``553 5.6.7``), ``BODY=8BITMIME``.
 
-If the session fails midway (lost, timed out, or cancelled by the attempt's
-wall-clock cap), ``run`` raises; ``phase`` says where, and recipients not in
-``decided`` are still undecided for the caller to settle. A hang-up after
-the final dot is such a failure: those recipients are never counted as
-delivered. aiosmtplib sends the body with canonical CRLF line ends and
-dot-stuffing, so no downstream server can read a second message into it.
+If the session fails midway (lost, timed out, cancelled by the attempt's
+wall-clock cap, or a protocol error: a reply its phase cannot have, a malformed
+reply, input out of step), ``run`` raises; ``phase`` says where, and recipients
+not in ``decided`` are still undecided for the caller to settle (with a
+temporary reply: never as delivered). Recipients refused earlier in the
+transaction keep their refusal. A hang-up after the final dot is such a
+failure. The message goes out with canonical CRLF line ends and dot-stuffing
+(``StrictSMTP.send_message_data``), so no downstream server can read a second
+message into it. A reply after the final dot that came with extra input
+stands; the session is then out of step and is not used again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiosmtplib
-
 from postline.delivery import replies
-from postline.delivery.sender import Connection
-from postline.delivery.trouble import Phase, remote_reply
+from postline.delivery.connection import Connection
+from postline.delivery.trouble import Phase
 from postline.reply import SmtpReply
 
 
 @dataclass(frozen=True)
 class Decision:
+    """A recipient's reply, where it was given, and whether it is the remote's own words."""
+
     reply: SmtpReply
     phase: Phase
     mx_host: str | None
+    remote: bool = True
 
 
 @dataclass
@@ -46,27 +54,31 @@ class Transaction:
     phase: Phase = Phase.ROUTE
     mx_host: str | None = None  # the host being talked to, for replies made up on failure
 
-    def decide_all(self, reply: SmtpReply, phase: Phase, mx_host: str | None) -> None:
+    def decide_all(
+        self, reply: SmtpReply, phase: Phase, mx_host: str | None, remote: bool = True
+    ) -> None:
         """Give ``reply`` to every recipient still undecided."""
         for recipient in self.recipients:
-            self.decided.setdefault(recipient, Decision(reply, phase, mx_host))
+            self.decided.setdefault(recipient, Decision(reply, phase, mx_host, remote))
 
     async def run(self, connection: Connection) -> None:
         label = connection.target.label
         options = self._mail_options(connection)
         if isinstance(options, SmtpReply):
             connection.note(f"not sent: {options}")
-            self.decide_all(options, Phase.MAIL, label)
+            self.decide_all(options, Phase.MAIL, label, remote=False)
             return
         self.phase = Phase.MAIL
-        reply = await self._command(connection, "MAIL FROM:", self.mail_from, options)
+        line = " ".join([f"MAIL FROM:<{self.mail_from}>", *options])
+        reply = await connection.command(Phase.MAIL, line, connection.timeouts.mail)
         if reply.code != 250:
             self.decide_all(reply, Phase.MAIL, label)
             return
         self.phase = Phase.RCPT
         accepted: list[str] = []
         for recipient in self.recipients:
-            reply = await self._command(connection, "RCPT TO:", recipient, [])
+            line = f"RCPT TO:<{recipient}>"
+            reply = await connection.command(Phase.RCPT, line, connection.timeouts.rcpt)
             if reply.code in (250, 251):
                 accepted.append(recipient)
             else:
@@ -96,26 +108,13 @@ class Transaction:
             options.append("BODY=8BITMIME")
         return options
 
-    async def _command(
-        self, connection: Connection, verb: str, address: str, options: list[str]
-    ) -> SmtpReply:
-        args = [f"{verb}<{address}>", *options]
-        connection.note("> " + " ".join(args))
-        response = await connection.smtp.execute_command(*(arg.encode() for arg in args))
-        connection.replied(response.code, response.message)
-        return remote_reply(response.code, response.message)
-
     async def _data(self, connection: Connection, accepted: list[str]) -> None:
-        self.phase = Phase.DATA
         label = connection.target.label
-        connection.note(f"> DATA ({len(self.body)} bytes of message not logged)")
-        try:
-            response = await connection.smtp.data(self.body)
-        except aiosmtplib.SMTPDataError as error:
-            connection.replied(error.code, error.message)
-            reply = remote_reply(error.code, error.message)
-        else:
-            connection.replied(response.code, response.message)
-            reply = remote_reply(response.code, response.message)
+        self.phase = Phase.DATA
+        shown = f"DATA ({len(self.body)} bytes of message not logged)"
+        reply = await connection.command(Phase.DATA, "DATA", connection.timeouts.data_init, shown)
+        if reply.code == 354:
+            self.phase = Phase.END_OF_DATA
+            reply = await connection.message(self.body)
         for recipient in accepted:
-            self.decided[recipient] = Decision(reply, Phase.DATA, label)
+            self.decided[recipient] = Decision(reply, self.phase, label)

@@ -114,7 +114,7 @@ async def test_silent_server_times_out_and_the_next_mx_is_used(
 
     server = await asyncio.start_server(silent, "127.0.0.2", sink.port)
     try:
-        harness = await start_delivery(connect_timeout="0.5s")
+        harness = await start_delivery(connect_timeout="0.5s", greeting_timeout="0.5s")
         await harness.send(["alice@x.test"])
         [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
     finally:

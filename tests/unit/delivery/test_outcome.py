@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from postline.delivery.outcome import recipient_events, settle
 from postline.delivery.retry import RetryPlan
 from postline.delivery.transaction import Decision
@@ -18,12 +20,45 @@ EXPIRED = RetryPlan(None, None)
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def decision(code: int, phase: Phase = Phase.RCPT) -> Decision:
-    return Decision(SmtpReply(code=code), phase, "mx[192.0.2.1]:25")
+def decision(code: int, phase: Phase = Phase.RCPT, remote: bool = True) -> Decision:
+    return Decision(SmtpReply(code=code), phase, "mx[192.0.2.1]:25", remote)
 
 
-def test_2xx_is_delivered_whatever_the_plan() -> None:
-    assert settle("a@x", decision(250, Phase.DATA), EXPIRED, 60).kind is EventKind.DELIVERED
+def test_2xx_after_the_final_dot_is_delivered_whatever_the_plan() -> None:
+    delivered = settle("a@x", decision(250, Phase.END_OF_DATA), EXPIRED, 60)
+    assert delivered.kind is EventKind.DELIVERED
+
+
+@pytest.mark.parametrize(
+    ("code", "phase"),
+    [(250, Phase.DATA), (250, Phase.MAIL), (251, Phase.RCPT), (354, Phase.END_OF_DATA)],
+)
+def test_2xx_or_3xx_anywhere_but_after_the_final_dot_is_never_delivered(
+    code: int, phase: Phase
+) -> None:
+    assert settle("a@x", decision(code, phase), LATER, 60).kind is EventKind.DEFERRED
+
+
+@pytest.mark.parametrize(
+    ("phase", "reason"),
+    [
+        (Phase.END_OF_DATA, "failed after end of data; retry via tier 1m"),
+        (Phase.DATA, "failed at DATA; retry via tier 1m"),
+        (Phase.RCPT, "failed at RCPT TO; retry via tier 1m"),
+        (Phase.GREETING, "failed at greeting; retry via tier 1m"),
+        (Phase.CONNECT, "could not connect; retry via tier 1m"),
+    ],
+)
+def test_a_reply_not_from_the_remote_never_says_the_remote_replied(
+    phase: Phase, reason: str
+) -> None:
+    outcome = settle("a@x", decision(451, phase, remote=False), LATER, 60)
+    assert outcome.reason == reason
+
+
+def test_the_remotes_own_reply_after_the_final_dot_says_so() -> None:
+    outcome = settle("a@x", decision(451, Phase.END_OF_DATA), LATER, 60)
+    assert outcome.reason == "remote replied to end of data; retry via tier 1m"
 
 
 def test_5xx_is_bounced() -> None:
@@ -52,7 +87,7 @@ def test_552_at_rcpt_is_deferred() -> None:
 def test_event_ids_keep_their_derivation_from_message_attempt_kind_and_recipient() -> None:
     """Ids already in the trails must match what a redelivery derives after an upgrade."""
     envelope = Envelope(message_id="M1", mail_from="s@x.test", rcpt_to=("a@x",))
-    outcome = settle("a@x", decision(250, Phase.DATA), LATER, 60)
+    outcome = settle("a@x", decision(250, Phase.END_OF_DATA), LATER, 60)
     [event] = recipient_events(envelope, 2, [outcome], NOW)
     key = "postline:M1:2:delivered:a@x"
     assert event.event_id == uuid.uuid5(uuid.NAMESPACE_URL, key).hex

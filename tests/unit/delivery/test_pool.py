@@ -1,4 +1,7 @@
-"""The pool hands each idle session to one transaction at a time, reaper or not."""
+"""The pool hands each idle session to one transaction at a time, reaper or not.
+
+And never one that is out of step (input arrived that no command asked for).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,21 @@ import aiosmtplib
 import pytest
 
 from postline.delivery import pool as pool_module
+from postline.delivery.connection import Connection, Target
 from postline.delivery.pool import Pool
-from postline.delivery.sender import Connection, SessionConfig, Target
+from postline.delivery.sender import SessionConfig
+from postline.delivery.smtpclient import StrictSMTP
 
 TARGET = Target("mx.test", "192.0.2.1", 25)
 
 
 class FakeSmtp:
-    """Just enough of ``aiosmtplib.SMTP`` for the pool: RSET may wait, then fail."""
+    """Just enough of ``StrictSMTP`` for the pool: RSET may wait, then fail."""
 
     def __init__(self, rset_fails: bool = False) -> None:
         self.is_connected = True
+        self.in_step = True
+        self.rsets = 0
         self.rset_fails = rset_fails
         self.rset_started = asyncio.Event()
         self.rset_may_answer = asyncio.Event()
@@ -28,6 +35,7 @@ class FakeSmtp:
             self.rset_may_answer.set()
 
     async def rset(self, timeout: float | None = None) -> aiosmtplib.SMTPResponse:
+        self.rsets += 1
         self.rset_started.set()
         await self.rset_may_answer.wait()
         if self.rset_fails:
@@ -43,13 +51,13 @@ class FakeSmtp:
 
 
 def session(smtp: FakeSmtp) -> Connection:
-    return Connection(TARGET, cast(aiosmtplib.SMTP, smtp))
+    return Connection(TARGET, cast(StrictSMTP, smtp))
 
 
 @pytest.fixture
 def pool() -> Pool:
     context = ssl.create_default_context()
-    config = SessionConfig("relay.test", 5, 5, context, context)
+    config = SessionConfig("relay.test", 5, context, context)
     return Pool(config, max_per_connection=100, idle_timeout=60, max_idle=10)
 
 
@@ -96,4 +104,39 @@ async def test_session_released_while_another_acquire_waits_for_rset_is_not_lost
     dying_smtp.rset_may_answer.set()
     connection, reused = await asyncio.wait_for(first, 5)
     assert connection is second and reused, "the released session was dropped from the pool"
+    await pool.close()
+
+
+async def test_idle_session_that_got_unsolicited_input_is_closed_without_rset(
+    pool: Pool, opened: list[Connection]
+) -> None:
+    spoiled_smtp = FakeSmtp()
+    pool.release(session(spoiled_smtp), True)
+    spoiled_smtp.in_step = False  # e.g. a second reply to the final dot, arriving late
+    connection, reused = await pool.acquire(TARGET)
+    assert connection is opened[0] and not reused
+    assert spoiled_smtp.rsets == 0, "an out-of-step session was sent RSET"
+    await pool.close()
+    assert not spoiled_smtp.is_connected
+
+
+async def test_session_out_of_step_when_released_is_not_kept(
+    pool: Pool, opened: list[Connection]
+) -> None:
+    spoiled_smtp = FakeSmtp()
+    spoiled_smtp.in_step = False
+    pool.release(session(spoiled_smtp), True)
+    assert pool.idle_count == 0
+    await pool.close()
+    assert not spoiled_smtp.is_connected
+
+
+async def test_reaper_closes_an_idle_session_that_went_out_of_step(
+    pool: Pool, opened: list[Connection]
+) -> None:
+    spoiled_smtp = FakeSmtp()
+    pool.release(session(spoiled_smtp), True)
+    spoiled_smtp.in_step = False
+    pool.reap()
+    assert pool.idle_count == 0
     await pool.close()

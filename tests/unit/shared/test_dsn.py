@@ -58,6 +58,19 @@ def test_status_falls_back_to_the_reply_class() -> None:
     assert status_of(SmtpReply(code=550)) == "5.0.0"
 
 
+def test_status_of_a_failure_never_carries_a_success_class() -> None:
+    assert status_of(SmtpReply(code=550, enhanced="2.0.0")) == "5.0.0"
+    assert status_of(SmtpReply(code=451, enhanced="2.1.5")) == "4.0.0"
+    assert status_of(SmtpReply(code=250, enhanced="2.0.0")) == "4.0.0"
+    assert status_of(SmtpReply(code=354)) == "4.0.0"
+
+
+def test_dsn_for_a_reply_with_a_success_enhanced_code_says_5_0_0() -> None:
+    data = build(FailedRecipient("a@x.test", SmtpReply(code=550, enhanced="2.0.0"), None))
+    assert "Status: 5.0.0" in data.decode()
+    assert "Status: 2." not in data.decode()
+
+
 def test_non_ascii_recipient_uses_the_international_forms() -> None:
     data = build(FailedRecipient("jörg@x.test", SmtpReply(code=550), None))
     assert b"message/global-delivery-status" in data

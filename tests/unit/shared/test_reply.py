@@ -11,7 +11,8 @@ from postline.reply import SmtpReply, reply
     ("code", "success", "transient", "permanent"),
     [
         (250, True, False, False),
-        (354, True, False, False),
+        (354, False, False, False),  # intermediate: "go on", never success
+        (334, False, False, False),
         (421, False, True, False),
         (451, False, True, False),
         (452, False, True, False),
@@ -28,6 +29,29 @@ def test_reply_classification_by_first_digit(
         transient,
         permanent,
     )
+
+
+def test_3xx_is_intermediate_and_only_3xx() -> None:
+    assert SmtpReply(code=354).is_intermediate and SmtpReply(code=334).is_intermediate
+    assert not SmtpReply(code=250).is_intermediate and not SmtpReply(code=421).is_intermediate
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced", "consistent"),
+    [
+        (250, None, True),
+        (250, "2.0.0", True),
+        (451, "4.7.1", True),
+        (550, "5.1.1", True),
+        (550, "2.0.0", False),
+        (250, "5.7.1", False),
+        (451, "5.0.0", False),
+    ],
+)
+def test_enhanced_code_must_have_the_replys_class(
+    code: int, enhanced: str | None, consistent: bool
+) -> None:
+    assert SmtpReply(code=code, enhanced=enhanced).is_consistent is consistent
 
 
 def test_parse_splits_the_enhanced_code_from_the_text() -> None:

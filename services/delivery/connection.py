@@ -1,0 +1,155 @@
+"""One outbound SMTP session: where it goes, how long each reply may take, what was said.
+
+``Target`` is one host to connect to, and how. ``Timeouts`` holds the seconds
+each reply may take, with RFC 5321 section 4.5.3.2's defaults (greeting, MAIL
+and RCPT 5 minutes, the DATA command 2 minutes, each block of the message 3
+minutes, the reply after the final dot 10 minutes) plus EHLO/STARTTLS/AUTH/QUIT
+(5 minutes, as Postfix) and a short RSET on a reused session.
+
+``Connection`` is one open session (a ``StrictSMTP``) and its transcript lines
+not yet handed out: every command and reply, never the message body (only its
+size), never credentials. ``command(phase, line, timeout)`` sends one command
+and returns the reply as an ``SmtpReply`` that ``phase`` may have (expected, or
+a 4xx/5xx refusal: ``trouble.expect``); anything else raises
+``ProtocolViolation`` after noting the remote's words, and the caller must not
+go on with the session. ``reusable`` is true only while the session is open and
+in step (nothing unread or unsolicited arrived on it); ``quit`` says QUIT only
+to such a session and just closes any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from postline.delivery import metrics
+from postline.delivery.settings import TlsPolicy
+from postline.delivery.smtpclient import ProtocolViolation, StrictSMTP
+from postline.delivery.trouble import Phase, UnexpectedReply, expect
+from postline.reply import SmtpReply
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host to connect to, and how."""
+
+    mx: str
+    address: str
+    port: int
+    tls_policy: TlsPolicy = "opportunistic"
+    credentials: tuple[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        """Postfix style: ``mx.example.org[192.0.2.1]:25``."""
+        return f"{self.mx}[{self.address}]:{self.port}"
+
+    @property
+    def key(self) -> tuple[str, str, int, str, str]:
+        user = self.credentials[0] if self.credentials else ""
+        return (self.mx, self.address, self.port, self.tls_policy, user)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds each reply may take (module docstring)."""
+
+    greeting: float = 300.0
+    command: float = 300.0  # EHLO/HELO, STARTTLS, AUTH, QUIT
+    mail: float = 300.0
+    rcpt: float = 300.0
+    data_init: float = 120.0
+    data_block: float = 180.0
+    data_done: float = 600.0
+    rset: float = 10.0
+
+
+@dataclass
+class Connection:
+    """One SMTP session to ``target`` and the transcript lines not yet handed out."""
+
+    target: Target
+    smtp: StrictSMTP
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    lines: list[str] = field(default_factory=list)
+    transactions: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+    tls: str = "plaintext"
+    counted: bool = False
+
+    def note(self, line: str) -> None:
+        self.lines.append(line)
+
+    def replied(self, code: int, message: str) -> None:
+        for line in message.splitlines() or [""]:
+            self.lines.append(f"< {code} {line}".rstrip())
+
+    def take_lines(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+    @property
+    def alive(self) -> bool:
+        return self.smtp.is_connected
+
+    @property
+    def reusable(self) -> bool:
+        return self.alive and self.smtp.in_step
+
+    async def command(
+        self, phase: Phase, line: str, timeout: float, shown: str | None = None
+    ) -> SmtpReply:
+        """Send ``line`` (``shown`` in the transcript); its reply if ``phase`` may have it.
+
+        Any other reply, or a malformed one, or input out of step raises
+        ``ProtocolViolation``.
+        """
+        self.note(f"> {shown or line}")
+        try:
+            response = await self.smtp.execute_command(line.encode(), timeout=timeout)
+        except ProtocolViolation as violation:
+            self.noted(violation)
+            raise
+        self.replied(response.code, response.message)
+        return expect(phase, response.code, response.message)
+
+    async def message(self, body: bytes) -> SmtpReply:
+        """Send ``body`` and the final dot (DATA got 354); the end-of-data reply, judged."""
+        response = await self.smtp.send_message_data(
+            body, block_timeout=self.timeouts.data_block, reply_timeout=self.timeouts.data_done
+        )
+        self.replied(response.code, response.message)
+        return expect(Phase.END_OF_DATA, response.code, response.message)
+
+    def noted(self, violation: ProtocolViolation) -> None:
+        """Put what the remote sent, that broke the protocol, in the transcript."""
+        if isinstance(violation, UnexpectedReply):
+            return  # a whole reply, noted as it came
+        if violation.response is not None:
+            self.replied(violation.response.code, violation.response.message)
+        self.note(f"< {violation.words}")
+
+    def note_out_of_step(self) -> None:
+        """Say in the transcript why this session is not used again (if it is out of step)."""
+        violation = self.smtp.out_of_step
+        if violation is not None:
+            self.note(f"out of step: {violation.what}: '{violation.words}'; session closed")
+
+    def abort(self) -> None:
+        self.smtp.close()
+        self._uncount()
+
+    async def quit(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(Exception):
+            if self.smtp.is_connected and self.smtp.in_step:
+                await self.smtp.quit(timeout=timeout)
+        self.smtp.close()
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            metrics.CONNECTIONS_OPEN.dec()

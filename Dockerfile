@@ -16,6 +16,7 @@ RUN python -m venv /opt/postline
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY shared/ shared/
+COPY app/ app/
 COPY services/ services/
 RUN /opt/postline/bin/pip install -c requirements.lock .
 

@@ -14,8 +14,8 @@ import urllib.request
 
 import aio_pika
 
-from postline.settings import Settings
-from postline.topology import delete, topology_for
+from postline.app.settings import Settings, topology_for
+from postline.topology import delete
 
 BROKER = os.environ.get("POSTLINE_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

@@ -33,14 +33,14 @@ from typing import Any
 from common import BROKER, drop_topology, free_port, percentiles_ms
 from prometheus_client import REGISTRY
 
+from postline.app.settings import Settings, context_for, topology_for
 from postline.bus import Bus
 from postline.delivery.engine import Conversation, Engine
 from postline.delivery.main import DeliveryService
 from postline.delivery.transaction import Transaction
 from postline.lifecycle import Supervisor
 from postline.models import Envelope, new_message_id
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 
 
 @contextlib.contextmanager
@@ -135,7 +135,7 @@ async def run_mode(args: argparse.Namespace, port: int, reuse: bool) -> dict[str
     await preload(settings, args)
     durations: list[float] = []
     undo = timed_attempts(durations)
-    service = DeliveryService(settings, Supervisor())
+    service = DeliveryService(settings.delivery, context_for(settings), Supervisor())
     target = delivered_total() + args.messages
     started = time.perf_counter()
     try:

@@ -41,7 +41,7 @@ from typing import Any
 import tomli_w
 from common import drop_topology, free_port, http_status, percentiles_ms
 
-from postline.settings import load_settings
+from postline.app.settings import load_settings
 
 
 def config(workdir: Path, smtp: int, sink: int, metrics: list[int]) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             [
                 sys.executable,
                 "-m",
-                "postline.cli",
+                "postline.app",
                 "--config",
                 str(workdir / "postline.toml"),
                 command,

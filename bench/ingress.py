@@ -35,7 +35,7 @@ import tomli_w
 from common import BROKER, drop_topology, free_port, http_status, percentiles_ms
 from prometheus_client.parser import text_string_to_metric_families
 
-from postline.settings import Settings
+from postline.app.settings import Settings
 
 
 def server_publish_seconds(metrics_port: int) -> tuple[float, float]:
@@ -130,7 +130,7 @@ async def main() -> None:
     config.write_text(tomli_w.dumps(sections))
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "postline.cli", "--config", str(config), "ingress", env=env
+        sys.executable, "-m", "postline.app", "--config", str(config), "ingress", env=env
     )
     try:
         deadline = time.monotonic() + 30

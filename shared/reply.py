@@ -7,7 +7,7 @@ reply by its first digit: 2xx success, 3xx intermediate (``354`` after DATA,
 ``334`` during AUTH: never success), 4xx transient, 5xx permanent;
 ``is_consistent`` says whether an enhanced code (RFC 3463) has the same class
 as the reply (``550 2.0.0`` does not). What a reply *means* at a given step of a
-dialogue is for the service to decide (delivery: ``postline.delivery.trouble``).
+dialogue is for the service to decide (delivery decides it in its ``trouble`` module).
 """
 
 from __future__ import annotations

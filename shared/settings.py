@@ -1,21 +1,29 @@
-"""Postline configuration: one validated ``Settings`` object, built once per process.
+"""Configuration machinery and the sections every service shares.
 
 Sources, strongest first: ``POSTLINE_<SECTION>__<KEY>`` environment variables,
 secret files (``POSTLINE_SECRETS_DIR``, one file per key named
 ``<section>__<key>``, as a Kubernetes Secret mount provides), then the TOML file
 given by ``--config`` or ``POSTLINE_CONFIG``, then the defaults.
 
-``load_settings`` either returns a complete, valid ``Settings`` or raises
-``ConfigError`` whose text names every bad key and why. Services receive the
-object (or their section of it); nothing reads the environment later.
+``ConfigBase`` is a settings model that reads those sources; the whole
+product's model (every section) is the composition root's
+(``postline.app.settings``), so this module knows no service. ``load`` either
+returns a complete, valid model or raises ``ConfigError`` whose text names
+every bad key and why. Services receive their section and a
+``postline.context.ServiceContext``; nothing reads the environment later.
+
+The shared sections: ``[broker]`` (RabbitMQ), ``[relay]`` (the relay's one
+identity, which every service uses unless its own section overrides it) and
+``[log]``.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -26,10 +34,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from postline.audit.settings import AuditSettings
-from postline.delivery.settings import DeliverySettings
-from postline.filter.settings import FilterSettings
-from postline.ingress.settings import IngressSettings
 from postline.values import Duration
 
 CONFIG_ENV = "POSTLINE_CONFIG"
@@ -78,6 +82,22 @@ class BrokerSettings(BaseModel):
     )
 
 
+class RelaySettings(BaseModel):
+    """``[relay]``: the relay's one identity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hostname: str = Field(
+        default_factory=socket.getfqdn,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$",
+        description="This relay's name: ingress's banner and EHLO, filter's Received and "
+        "Message-ID, delivery's HELO, DSNs' Reporting-MTA, unless a service section "
+        "overrides it. Default: the machine's FQDN.",
+    )
+
+
 class LogSettings(BaseModel):
     """``[log]``: structured logs on standard output."""
 
@@ -88,8 +108,8 @@ class LogSettings(BaseModel):
     )
 
 
-class Settings(BaseSettings):
-    """Every section of the Postline configuration file."""
+class ConfigBase(BaseSettings):
+    """A configuration model read from the sources in the module docstring."""
 
     model_config = SettingsConfigDict(
         env_prefix="POSTLINE_",
@@ -97,13 +117,6 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
     )
-
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)
-    ingress: IngressSettings = Field(default_factory=IngressSettings)
-    filter: FilterSettings = Field(default_factory=FilterSettings)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    audit: AuditSettings = Field(default_factory=AuditSettings)
-    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -123,8 +136,11 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build the process's settings from ``path`` (or ``$POSTLINE_CONFIG``) and the environment.
+Model = TypeVar("Model", bound=ConfigBase)
+
+
+def load(model: type[Model], path: str | Path | None = None, **overrides: Any) -> Model:
+    """``model`` from ``path`` (or ``$POSTLINE_CONFIG``), the environment and secret files.
 
     Raises ``ConfigError`` for a missing or unparsable file and for invalid values.
     """
@@ -140,16 +156,15 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         secrets_dir=secrets_dir, secrets_nested_delimiter="__", secrets_prefix=""
     )
 
-    class _FileSettings(Settings):
+    class _FileSettings(model):  # type: ignore[valid-type,misc]
         model_config = SettingsConfigDict(toml_file=toml_file, **(secrets if secrets_dir else {}))
 
     try:
         loaded = _FileSettings(**overrides)
     except ValidationError as error:
         raise ConfigError(describe_errors(error, toml_file)) from None
-    return Settings.model_construct(
-        **{name: getattr(loaded, name) for name in Settings.model_fields}
-    )
+    fields = {name: getattr(loaded, name) for name in model.model_fields}
+    return cast(Model, model.model_construct(**fields))
 
 
 def _check_toml(path: Path) -> None:

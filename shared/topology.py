@@ -27,7 +27,6 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from postline.settings import Settings
 from postline.values import format_duration
 
 TIER_HEADER = "postline-tier"
@@ -109,7 +108,8 @@ def build_topology(
     """The topology for ``namespace`` with one tier per distinct delay."""
     delays = sorted(set(retry_delays))
     tiers = tuple(tier_name(delay) for delay in delays)
-    work, delay_x, parked = f"{namespace}.work", f"{namespace}.delay", f"{namespace}.parked"
+    names = Topology(namespace, tiers, (), (), ())  # the naming rules, before the specs
+    work, delay_x, parked = names.work_exchange, names.delay_exchange, names.parked_queue
     exchanges = (
         ExchangeSpec(work, "direct"),
         ExchangeSpec(delay_x, "headers"),
@@ -119,7 +119,7 @@ def build_topology(
     safe_dead_letter = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
     queues = [
         QueueSpec(
-            f"{namespace}.{stage.value}",
+            names.queue_name(stage),
             {
                 **quorum,
                 **safe_dead_letter,
@@ -130,9 +130,9 @@ def build_topology(
         )
         for stage in Stage
     ]
-    bindings = [BindingSpec(f"{namespace}.{s.value}", work, s.value) for s in Stage]
+    bindings = [BindingSpec(names.queue_name(s), work, s.value) for s in Stage]
     for tier, delay in zip(tiers, delays, strict=True):
-        queue = f"{namespace}.retry.{tier}"
+        queue = names.tier_queue(tier)
         queues.append(
             QueueSpec(
                 queue,
@@ -243,13 +243,3 @@ def describe(topology: Topology) -> str:
         )
         lines.append(f"  {b.exchange} -> {b.queue}" + (f"  ({how})" if how else ""))
     return "\n".join(lines)
-
-
-def topology_for(settings: Settings) -> Topology:
-    """The topology every service of one deployment declares."""
-    return build_topology(
-        settings.broker.namespace,
-        settings.delivery.retry_schedule,
-        delivery_limit=settings.broker.delivery_limit,
-        max_queue_length=settings.broker.max_queue_length,
-    )

@@ -8,9 +8,9 @@ close), so the services only say what to do with one message.
 from __future__ import annotations
 
 from postline.bus import Bus, Handler
+from postline.context import ServiceContext
 from postline.lifecycle import Supervisor
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 
 
 class Worker:
@@ -19,15 +19,15 @@ class Worker:
     def __init__(
         self,
         name: str,
-        settings: Settings,
+        context: ServiceContext,
         supervisor: Supervisor,
         stage: Stage,
         prefetch: int,
     ) -> None:
         self.name = name
         self.bus = Bus(
-            settings.broker,
-            topology_for(settings),
+            context.broker,
+            context.topology,
             name=f"postline-{name}",
             on_fatal=supervisor.fail,
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from postline.settings import Settings
+from postline.app.settings import Settings
 from tests.support.broker import delete_namespace_of, make_settings, new_namespace
 
 

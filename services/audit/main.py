@@ -13,11 +13,12 @@ import logging
 
 from pydantic import ValidationError
 
+from postline.audit.settings import AuditSettings
 from postline.audit.writer import TrailWriter
 from postline.bus import Delivery, Poison
+from postline.context import ServiceContext
 from postline.lifecycle import Service, Supervisor
 from postline.models import Event
-from postline.settings import Settings
 from postline.topology import Stage
 from postline.worker import Worker
 
@@ -29,15 +30,16 @@ class AuditService:
 
     name = "audit"
 
-    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
-        section = settings.audit
+    def __init__(
+        self, section: AuditSettings, context: ServiceContext, supervisor: Supervisor
+    ) -> None:
         self.writer = TrailWriter(
             section.trail_dir,
             rotate_size=section.rotate_size,
             rotate_keep=section.rotate_keep,
             dedupe_window=section.dedupe_window,
         )
-        self.worker = Worker("audit", settings, supervisor, Stage.EVENTS, section.concurrency)
+        self.worker = Worker("audit", context, supervisor, Stage.EVENTS, section.concurrency)
         self.worker.set_handler(self.handle)
 
     async def handle(self, delivery: Delivery) -> None:
@@ -76,5 +78,5 @@ def _first_line(error: ValueError) -> str:
     return type(error).__name__
 
 
-def build(settings: Settings, supervisor: Supervisor) -> Service:
-    return AuditService(settings, supervisor)
+def build(section: AuditSettings, context: ServiceContext, supervisor: Supervisor) -> Service:
+    return AuditService(section, context, supervisor)

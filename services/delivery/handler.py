@@ -72,10 +72,13 @@ def split_by_domain(recipients: tuple[str, ...]) -> tuple[dict[str, list[str]], 
 class DeliveryHandler:
     """Delivers each message through ``engine`` and hands the rest on through ``bus``."""
 
-    def __init__(self, settings: DeliverySettings, engine: Engine, bus: Bus) -> None:
+    def __init__(
+        self, settings: DeliverySettings, engine: Engine, bus: Bus, *, reporting_mta: str
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.bus = bus
+        self.reporting_mta = reporting_mta
 
     async def __call__(self, delivery: Delivery) -> None:
         envelope = delivery.envelope()
@@ -156,7 +159,7 @@ class DeliveryHandler:
             for o in failed
         ]
         return bounce(
-            envelope, body, items, reporting_mta=self.settings.helo_name,
+            envelope, body, items, reporting_mta=self.reporting_mta,
             service=SERVICE, attempt=attempt, now=now,
         )  # fmt: skip
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from postline.context import ServiceContext
 from postline.delivery.connection import Timeouts
 from postline.delivery.engine import Engine
 from postline.delivery.handler import DeliveryHandler
@@ -22,7 +23,6 @@ from postline.delivery.route import DestinationGuard, broker_addresses
 from postline.delivery.sender import SessionConfig, tls_contexts
 from postline.delivery.settings import DeliverySettings
 from postline.lifecycle import Service, Supervisor
-from postline.settings import Settings
 from postline.topology import Stage
 from postline.worker import Worker
 
@@ -32,10 +32,12 @@ class DeliveryService:
 
     name = "delivery"
 
-    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
-        self._settings = settings
-        section = settings.delivery
-        self.worker = Worker("delivery", settings, supervisor, Stage.DELIVER, section.concurrency)
+    def __init__(
+        self, section: DeliverySettings, context: ServiceContext, supervisor: Supervisor
+    ) -> None:
+        self._section = section
+        self._context = context
+        self.worker = Worker("delivery", context, supervisor, Stage.DELIVER, section.concurrency)
         self.resolver = Resolver(
             section.dns_nameservers,
             timeout=section.dns_timeout,
@@ -46,10 +48,10 @@ class DeliveryService:
         self.pool: Pool | None = None
 
     async def start(self) -> None:
-        section = self._settings.delivery
+        section, context = self._section, self._context
         unverified, verified = await asyncio.to_thread(tls_contexts, section.tls_ca_file)
         config = SessionConfig(
-            helo_name=section.helo_name,
+            helo_name=section.helo_name or context.hostname,
             connect_timeout=section.connect_timeout,
             unverified_tls=unverified,
             verified_tls=verified,
@@ -64,10 +66,11 @@ class DeliveryService:
         self.pool.start()
         await self.resolver.start()
         guard = DestinationGuard(
-            section.deny_private_destinations, await broker_addresses(self._settings.broker.url)
+            section.deny_private_destinations, await broker_addresses(context.broker.url)
         )
         engine = Engine(section, self.resolver, guard, self.pool, self.limiter)
-        self.worker.set_handler(DeliveryHandler(section, engine, self.worker.bus))
+        handler = DeliveryHandler(section, engine, self.worker.bus, reporting_mta=context.hostname)
+        self.worker.set_handler(handler)
         await self.worker.start()
 
     @property
@@ -97,5 +100,5 @@ def timeouts_of(section: DeliverySettings) -> Timeouts:
     )
 
 
-def build(settings: Settings, supervisor: Supervisor) -> Service:
-    return DeliveryService(settings, supervisor)
+def build(section: DeliverySettings, context: ServiceContext, supervisor: Supervisor) -> Service:
+    return DeliveryService(section, context, supervisor)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -17,7 +16,9 @@ class DeliverySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    helo_name: str = Field(default_factory=socket.getfqdn, min_length=1, description="EHLO name.")
+    helo_name: str | None = Field(
+        default=None, min_length=1, description="EHLO name. Default: [relay] hostname."
+    )
     dns_nameservers: list[Nameserver] = Field(
         default_factory=list, description="'host' or 'host:port'; empty: the system resolver."
     )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
@@ -47,7 +46,9 @@ class HeadersFilter:
     name = "headers"
 
     def __init__(self, settings: FilterSettings) -> None:
-        self.hostname = settings.hostname or socket.getfqdn()
+        if not settings.hostname:
+            raise ValueError("needs [filter] hostname (build() defaults it to [relay] hostname)")
+        self.hostname = settings.hostname
 
     async def apply(self, message: FilterMessage) -> Decision:
         envelope, headers = message.envelope, message.headers

@@ -6,8 +6,11 @@ factory is called once at startup with the ``[filter]`` settings and returns a
 filter (see ``postline.filter.api``); a class whose ``__init__`` takes the
 settings is a factory.
 
-``resolve`` raises ``ValueError`` with a message fit for a config error, so an
-unknown name stops the service at startup, naming ``filter.chain``.
+``resolve`` raises ``ValueError`` with a message fit for a config error;
+``check_chain`` and ``build_filters`` turn it into a ``ConfigError`` naming
+``filter.chain``, so an unknown name stops the filter service at start (and
+``postline config check``) with one line. Only the filter service and the
+configuration check import filter modules.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, cast
 
 from postline.filter.api import Filter, FilterFactory
+from postline.settings import ConfigError
 
 if TYPE_CHECKING:
     from postline.filter.settings import FilterSettings
@@ -47,14 +51,25 @@ def resolve(name: str) -> FilterFactory:
     return cast(FilterFactory, factory)
 
 
+def check_chain(settings: FilterSettings) -> list[FilterFactory]:
+    """The factories of ``[filter] chain``, in order; ``ConfigError`` naming a bad entry."""
+    try:
+        return [resolve(entry) for entry in settings.chain]
+    except ValueError as error:
+        raise ConfigError(f"invalid configuration: filter.chain: {error}") from None
+
+
 def build_filters(settings: FilterSettings) -> list[Filter]:
-    """Instantiate the configured chain, in order; ``ValueError`` for a malformed filter."""
+    """Instantiate the configured chain, in order; ``ConfigError`` for a bad entry."""
     filters = []
-    for entry in settings.chain:
-        made = resolve(entry)(settings)
+    for entry, factory in zip(settings.chain, check_chain(settings), strict=True):
+        try:
+            made = factory(settings)
+        except ValueError as error:
+            raise ConfigError(f"invalid configuration: filter {entry!r}: {error}") from None
         if not isinstance(getattr(made, "name", None), str) or not callable(
             getattr(made, "apply", None)
         ):
-            raise ValueError(f"filter {entry!r} did not return an object with name and apply()")
+            raise ConfigError(f"filter {entry!r} did not return an object with name and apply()")
         filters.append(made)
     return filters

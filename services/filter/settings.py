@@ -45,7 +45,7 @@ class FilterSettings(BaseModel):
         max_length=253,
         pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$",
         description="This relay's name in Received and Message-ID fields. "
-        "Default: [ingress] hostname (itself the machine's FQDN by default).",
+        "Default: [relay] hostname.",
     )
     shutdown_grace: Duration = Field(
         default=30.0, description="Time in-flight messages get to finish on SIGTERM."
@@ -60,13 +60,13 @@ class FilterSettings(BaseModel):
 
     @field_validator("chain")
     @classmethod
-    def _known_filters(cls, chain: list[str]) -> list[str]:
-        from postline.filter.registry import resolve  # registry imports the filter API
-
+    def _listed_once(cls, chain: list[str]) -> list[str]:
+        """Names are checked here; whether they resolve, by ``registry.check_chain``
+        (when the filter service starts, and by ``postline config check``), so no
+        other service imports filter modules when it reads the configuration."""
         seen: set[str] = set()
         for name in chain:
             if name in seen:
                 raise ValueError(f"filter {name!r} is listed twice")
             seen.add(name)
-            resolve(name)
         return chain

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from postline.context import ServiceContext
 from postline.ingress.service import IngressService
+from postline.ingress.settings import IngressSettings
 from postline.lifecycle import Service, Supervisor
-from postline.settings import Settings
 
 
-def build(settings: Settings, supervisor: Supervisor) -> Service:
-    """The ingress service for ``settings`` (not started)."""
-    return IngressService(settings, supervisor)
+def build(section: IngressSettings, context: ServiceContext, supervisor: Supervisor) -> Service:
+    """The ingress service for ``section`` (not started)."""
+    return IngressService(section, context, supervisor)

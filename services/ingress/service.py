@@ -19,16 +19,16 @@ import contextlib
 import logging
 
 from postline.bus import Bus
+from postline.context import ServiceContext
 from postline.ingress.auth import Authenticator
 from postline.ingress.handler import IngressHandler
 from postline.ingress.replies import SHUTTING_DOWN
 from postline.ingress.session import session_factory
+from postline.ingress.settings import IngressSettings
 from postline.ingress.state import Listener, Shared
 from postline.ingress.tls import TlsContext
 from postline.ingress.users import PasswordChecker, UserStore
 from postline.lifecycle import Supervisor
-from postline.settings import Settings
-from postline.topology import topology_for
 from postline.values import HostPort
 
 log = logging.getLogger("postline.ingress")
@@ -40,13 +40,13 @@ class IngressService:
 
     name = "ingress"
 
-    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
-        self.settings = settings.ingress
+    def __init__(
+        self, settings: IngressSettings, context: ServiceContext, supervisor: Supervisor
+    ) -> None:
+        self.settings = settings
+        self.hostname = settings.hostname or context.hostname
         self.bus = Bus(
-            settings.broker,
-            topology_for(settings),
-            name="postline-ingress",
-            on_fatal=supervisor.fail,
+            context.broker, context.topology, name="postline-ingress", on_fatal=supervisor.fail
         )
         self.users = UserStore(self.settings.users_file)
         self.handler = IngressHandler(self.settings, self.bus, self.users)
@@ -64,7 +64,7 @@ class IngressService:
             interval = self.settings.tls_reload_interval
             tls = await asyncio.to_thread(TlsContext, cert, key, interval)
             self._tasks.append(asyncio.create_task(tls.watch()))
-        self.shared = Shared(self.settings, self.handler, self.authenticator, tls)
+        self.shared = Shared(self.settings, self.handler, self.authenticator, tls, self.hostname)
         await self.users.refresh()
         await self.bus.start()
         for kind, listens in (

@@ -63,7 +63,7 @@ class Session(AuthCommands, Commands):
     def __init__(self, shared: Shared, listener: Listener, wire: ClientWire) -> None:
         self.shared = shared
         self.settings = shared.settings
-        self.hostname = shared.settings.hostname
+        self.hostname = shared.hostname
         self.wire = wire
         self.loop = wire.loop
         self.conn = Connection(listener)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -33,8 +32,10 @@ class IngressSettings(BaseModel):
     listen_tls: list[Listen] = Field(
         default_factory=list, description="Implicit-TLS listeners (port 465 style)."
     )
-    hostname: str = Field(
-        default_factory=socket.getfqdn, min_length=1, description="Name in the greeting and EHLO."
+    hostname: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name in the greeting and EHLO. Default: [relay] hostname.",
     )
     tls_cert: Path | None = Field(default=None, description="PEM certificate chain file.")
     tls_key: Path | None = Field(default=None, description="PEM private key file.")

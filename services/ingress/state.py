@@ -107,8 +107,10 @@ class Shared:
         handler: IngressHandler,
         authenticator: Authenticator,
         tls: TlsContext | None,
+        hostname: str,
     ) -> None:
         self.settings = settings
+        self.hostname = hostname
         self.handler = handler
         self.authenticator = authenticator
         self.tls = tls

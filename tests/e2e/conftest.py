@@ -88,8 +88,7 @@ def relay(
 def cleanup(process: RelayProcess) -> None:
     """Delete the relay's topology on the test broker, whatever broker its config names
     (a test may point the relay at an unreachable one)."""
-    from postline.settings import load_settings
-    from postline.topology import topology_for
+    from postline.app.settings import load_settings, topology_for
 
     settings = load_settings(Path(process.config_path))
     asyncio.run(delete_topology(topology_for(settings)))

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from postline.app.settings import Settings, topology_for
 from postline.bus import Bus, Delivery, Poison, PublishError, PublishUnconfirmed
 from postline.models import Envelope, new_message_id
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from tests.support.broker import BROKER_URL, make_settings, queue_depth, wait_until
 from tests.support.stall_proxy import StallProxy
 

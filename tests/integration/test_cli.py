@@ -18,7 +18,7 @@ def postline(tmp_path: Path, text: str, *command: str) -> subprocess.CompletedPr
     config = tmp_path / "postline.toml"
     config.write_text(text)
     return subprocess.run(
-        [sys.executable, "-m", "postline.cli", "--config", str(config), *command],
+        [sys.executable, "-m", "postline.app", "--config", str(config), *command],
         capture_output=True, text=True, env=child_env(), timeout=60,
     )  # fmt: skip
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from postline.settings import load_settings
-from postline.topology import topology_for
+from postline.app.settings import load_settings, topology_for
 from tests.support.broker import BROKER_URL, delete_topology, new_namespace
 from tests.support.relay import RelayProcess
 

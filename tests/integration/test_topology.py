@@ -5,7 +5,8 @@ from __future__ import annotations
 import aio_pika
 import pytest
 
-from postline.topology import TopologyMismatch, declare, topology_for
+from postline.app.settings import topology_for
+from postline.topology import TopologyMismatch, declare
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import aio_pika
 
-from postline.settings import Settings
-from postline.topology import Topology, delete, topology_for
+from postline.app.settings import Settings, topology_for
+from postline.topology import Topology, delete
 
 BROKER_URL = os.environ.get("POSTLINE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

@@ -1,7 +1,7 @@
 """Run the whole relay (`postline run`) as a real process for end-to-end tests.
 
 ``RelayProcess`` writes a TOML config into a temporary directory, starts
-``python -m postline.cli --config FILE run`` with every listener on a free
+``python -m postline.app --config FILE run`` with every listener on a free
 loopback port, waits for ``/readyz`` and stops it with SIGTERM (asserting a
 clean exit). Trails and logs live in the same directory for assertions.
 ``postline_argv`` and ``child_env`` start any other ``postline`` command the
@@ -35,8 +35,8 @@ TRAILS = {
 
 
 def postline_argv(config: Path, *command: str) -> list[str]:
-    """``python -m postline.cli --config FILE COMMAND...`` with this interpreter."""
-    return [sys.executable, "-m", "postline.cli", "--config", str(config), *command]
+    """``python -m postline.app --config FILE COMMAND...`` with this interpreter."""
+    return [sys.executable, "-m", "postline.app", "--config", str(config), *command]
 
 
 def child_env() -> dict[str, str]:
@@ -65,8 +65,8 @@ class RelayProcess:
         self.smtp_port = free_port()
         self.metrics_ports = {name: free_port() for name in SERVICES}
         defaults: dict[str, Any] = {
-            "ingress": {"listen": [f"127.0.0.1:{self.smtp_port}"], "hostname": "relay.test"},
-            "delivery": {"helo_name": "relay.test"},
+            "relay": {"hostname": "relay.test"},
+            "ingress": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
             "audit": {"trail_dir": str(self.trail_dir)},
             "log": {"level": "INFO"},
         }

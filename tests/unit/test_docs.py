@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from postline.config_docs import reference_markdown
+from postline.app.config_docs import reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

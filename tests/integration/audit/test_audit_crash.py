@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from postline.app.settings import Settings, topology_for
 from postline.audit.lines import Trail
 from postline.bus import Bus
 from postline.models import Event, EventKind
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from tests.support.broker import queue_depth, wait_until
 from tests.support.net import free_port
 from tests.support.relay import child_env, postline_argv
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 class AuditProcess:
-    """``python -m postline.cli --config FILE audit`` as a child process."""
+    """``python -m postline.app --config FILE audit`` as a child process."""
 
     def __init__(self, settings: Settings, workdir: Path) -> None:
         self.trail = workdir / "trails" / Trail.QUEUE.value
@@ -108,7 +108,7 @@ async def test_sigkill_mid_stream_loses_no_event_and_duplicates_at_most_the_unac
 
 
 def broker_settings_of(process: AuditProcess) -> Settings:
-    from postline.settings import load_settings
+    from postline.app.settings import load_settings
 
     return load_settings(process.config)
 

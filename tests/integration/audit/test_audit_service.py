@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from postline.app.settings import Settings, context_for, topology_for
 from postline.audit.lines import Trail
 from postline.audit.main import AuditService
 from postline.audit.trailfile import TrailFile
@@ -18,8 +19,7 @@ from postline.bus import Bus
 from postline.lifecycle import Supervisor
 from postline.models import Event, EventKind
 from postline.reply import reply
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from tests.support.broker import queue_depth, wait_until
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ class Harness:
         assert await self.probe.wait_connected(10)
 
     async def start_audit(self) -> AuditService:
-        service = AuditService(self.settings, Supervisor())
+        service = AuditService(self.settings.audit, context_for(self.settings), Supervisor())
         await service.start()
         self.services.append(service)
         await wait_until(lambda: service.ready, 10, "the audit service to be ready")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from postline.settings import Settings
+from postline.app.settings import Settings
 from tests.integration.delivery.harness import DeliveryHarness, delivery_section
 from tests.support.dns_server import DnsServer
 from tests.support.net import free_port

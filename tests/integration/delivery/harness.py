@@ -15,13 +15,13 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from postline.app.settings import Settings, context_for, topology_for
 from postline.bus import Bus, Delivery
 from postline.delivery import metrics
 from postline.delivery.main import DeliveryService
 from postline.lifecycle import Supervisor
 from postline.models import Envelope, Event, EventKind, new_message_id
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from tests.support.broker import wait_until
 
 BODY = b"From: a@example.org\r\nTo: b@x.test\r\nSubject: test\r\n\r\nhello\r\n"
@@ -59,7 +59,7 @@ class DeliveryHarness:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.supervisor = Supervisor()
-        self.service = DeliveryService(settings, self.supervisor)
+        self.service = DeliveryService(settings.delivery, context_for(settings), self.supervisor)
         self.events: list[Event] = []
         self.submitted: list[Delivery] = []
         self.bus = Bus(settings.broker, topology_for(settings), name="test-harness", on_fatal=print)

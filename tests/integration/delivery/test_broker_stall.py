@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from postline.app.settings import Settings, context_for
 from postline.bus import PublishError
 from postline.delivery.main import DeliveryService
 from postline.models import Event, EventKind
-from postline.settings import Settings
 from tests.integration.delivery.harness import DeliveryHarness, delivery_section
 from tests.support.broker import make_settings, wait_until
 from tests.support.dns_server import DnsServer
@@ -53,7 +53,9 @@ async def start(
             direct.broker.namespace, broker={**broker, "url": proxy.url}, delivery=section
         )
         harness = DeliveryHarness(direct)
-        harness.service = DeliveryService(proxied, harness.supervisor)
+        harness.service = DeliveryService(
+            proxied.delivery, context_for(proxied), harness.supervisor
+        )
         started.append(harness)
         await harness.start()
         return harness

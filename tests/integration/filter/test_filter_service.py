@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from postline.app.settings import Settings, context_for, topology_for
 from postline.bus import Bus, Delivery
 from postline.filter.api import Decision
 from postline.filter.main import build
@@ -17,8 +18,7 @@ from postline.filter.settings import FilterSettings
 from postline.lifecycle import Service, Supervisor
 from postline.models import Envelope, Event, EventKind, new_message_id
 from postline.reply import reply
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from tests.support.broker import queue_depth, wait_until
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ async def rig_factory(
             filter={"hostname": "relay.test", **filter_section}, broker={"delivery_limit": 1}
         )
         probe = Bus(settings.broker, topology_for(settings), name="probe", on_fatal=print)
-        service = build(settings, Supervisor())
+        service = build(settings.filter, context_for(settings), Supervisor())
         rig = Rig(settings, probe, service)
 
         async def on_deliver(delivery: Delivery) -> None:

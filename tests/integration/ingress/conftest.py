@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from postline.app.settings import Settings, context_for
 from postline.ingress.service import IngressService
 from postline.lifecycle import Supervisor
-from postline.settings import Settings
 from tests.integration.ingress.support import Running, make_users
 from tests.support.broker import make_settings
 from tests.support.certs import make_cert
@@ -56,7 +56,7 @@ async def start_ingress(
             settings = make_settings(namespace, ingress=keys, broker=broker)
         else:
             settings = broker_settings(ingress=keys)
-        service = IngressService(settings, Supervisor())
+        service = IngressService(settings.ingress, context_for(settings), Supervisor())
         started.append(service)
         await service.start()
         if connect:

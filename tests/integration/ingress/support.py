@@ -9,12 +9,12 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from postline.app.settings import Settings, topology_for
 from postline.ingress.service import IngressService
 from postline.ingress.state import Listener
 from postline.ingress.users import add_user
 from postline.models import ENVELOPE_HEADER, Envelope, Event
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from postline.values import HostPort
 
 PASSWORD = "correct horse battery staple"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from postline.app.settings import Settings, topology_for
 from postline.models import Event, EventKind
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.topology import Stage
 from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.conftest import StartIngress
 from tests.integration.ingress.support import take_all, take_bodies

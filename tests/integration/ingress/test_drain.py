@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from postline.settings import Settings
-from postline.topology import Stage, topology_for
+from postline.app.settings import Settings, topology_for
+from postline.topology import Stage
 from tests.integration.ingress.client import RawClient
 from tests.integration.ingress.support import take_all
 from tests.support.broker import wait_until

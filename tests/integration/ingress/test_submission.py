@@ -139,7 +139,7 @@ async def test_user_added_with_the_cli_can_authenticate_without_a_restart(
 ) -> None:
     users = tmp_path / "users.toml"
     ingress = await start_ingress(**{**tls_settings, "users_file": str(users)})
-    command = [sys.executable, "-m", "postline.cli", "user", "add", "dave",
+    command = [sys.executable, "-m", "postline.app", "user", "add", "dave",
                "--users-file", str(users), "--sender", "dave@example.org"]  # fmt: skip
     done = await asyncio.to_thread(
         subprocess.run, command, input="s3cret-pass\n", text=True, capture_output=True

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from postline.settings import Settings, load_settings
+from postline.app.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"

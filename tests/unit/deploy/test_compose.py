@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from postline.cli import SERVICES as CLI_SERVICES
-from postline.settings import load_settings
+from postline.app.cli import SERVICES as CLI_SERVICES
+from postline.app.settings import load_settings
 from tests.unit.deploy.files import DEPLOY, ROOT, SERVICES, Doc, compose_settings, load_yaml
 
 CONFIG_IN_CONTAINER = "/etc/postline/postline.toml"

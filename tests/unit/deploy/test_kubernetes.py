@@ -14,7 +14,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from postline.settings import load_settings
+from postline.app.settings import load_settings
 from tests.unit.deploy.files import (
     KUBERNETES,
     ROOT,

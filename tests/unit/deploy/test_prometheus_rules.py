@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from postline.topology import Stage, topology_for
+from postline.app.settings import topology_for
+from postline.topology import Stage
 from tests.unit.deploy.files import DEPLOY, KUBERNETES, kubernetes_settings, load_yaml
 from tests.unit.deploy.promql import RULES, rule_expressions, selectors
 

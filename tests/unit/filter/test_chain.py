@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from postline.app.settings import Settings
 from postline.filter.api import Decision, Verdict
 from postline.filter.chain import Chain, FilterDeferred, FilterTimeout, Outcome
 from postline.filter.handler import filtered_event, rejected_events
@@ -15,7 +16,6 @@ from postline.filter.registry import build_filters, resolve
 from postline.filter.settings import FilterSettings
 from postline.models import Envelope, EventKind
 from postline.reply import reply
-from postline.settings import Settings
 
 ENVELOPE = Envelope(message_id="M1", mail_from="a@x.test", rcpt_to=("b@y.test", "c@z.test"))
 
@@ -156,19 +156,29 @@ def test_bad_chain_entry_is_a_config_error_naming_filter_chain(
 ) -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError) as caught:
-        Settings.model_validate({"filter": {"chain": chain}})
+    from postline.filter.registry import check_chain
+    from postline.settings import ConfigError
+
+    with pytest.raises((ValidationError, ConfigError)) as caught:
+        check_chain(Settings.model_validate({"filter": {"chain": chain}}).filter)
     text = str(caught.value)
     assert "filter.chain" in text and message in text
 
 
-def test_hostname_defaults_to_the_ingress_hostname() -> None:
-    from postline.filter.main import effective_settings
+def test_reading_the_configuration_imports_no_filter_module() -> None:
+    """Only the filter service (and config check) import what [filter] chain names."""
+    settings = Settings.model_validate({"filter": {"chain": ["no.such.module:factory"]}})
+    assert settings.filter.chain == ["no.such.module:factory"]
 
-    settings = Settings.model_validate({"ingress": {"hostname": "mx.example.org"}})
-    assert effective_settings(settings).hostname == "mx.example.org"
+
+def test_hostname_defaults_to_the_relay_hostname() -> None:
+    from postline.app.settings import context_for
+    from postline.filter.main import resolved
+
+    settings = Settings.model_validate({"relay": {"hostname": "mx.example.org"}})
+    assert resolved(settings.filter, context_for(settings)).hostname == "mx.example.org"
     own = Settings.model_validate({"filter": {"hostname": "filter.example.org"}})
-    assert effective_settings(own).hostname == "filter.example.org"
+    assert resolved(own.filter, context_for(own)).hostname == "filter.example.org"
 
 
 def test_filter_event_ids_keep_their_derivation_from_the_message_id() -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from postline.settings import ConfigError, load_settings
+from postline.app.settings import load_settings
+from postline.settings import ConfigError
 from postline.values import HostPort, NextHop
 
 

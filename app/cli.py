@@ -21,9 +21,10 @@ from pathlib import Path
 import aio_pika
 
 from postline import __version__, topology
+from postline.app.settings import Settings, context_for, load_settings, topology_for
 from postline.lifecycle import Service, Supervisor, run
 from postline.logs import configure_logging
-from postline.settings import ConfigError, Settings, load_settings
+from postline.settings import ConfigError
 
 SERVICES = ("ingress", "filter", "delivery", "audit")
 
@@ -60,18 +61,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_services(names: Sequence[str], settings: Settings) -> int:
+    """Run the services ``names`` in this process; only their modules are imported."""
     builders = [importlib.import_module(f"postline.{name}.main").build for name in names]
     sections = [getattr(settings, name) for name in names]
+    context = context_for(settings)
 
     def build(supervisor: Supervisor) -> list[Service]:
-        return [builder(settings, supervisor) for builder in builders]
+        return [
+            builder(section, context, supervisor)
+            for builder, section in zip(builders, sections, strict=True)
+        ]
 
     grace = max(section.shutdown_grace for section in sections)
     return run(build, [section.metrics_listen for section in sections], grace)
 
 
 def _topology(action: str, settings: Settings) -> int:
-    topo = topology.topology_for(settings)
+    topo = topology_for(settings)
     if action == "show":
         print(topology.describe(topo))
     elif action == "export":
@@ -97,9 +103,15 @@ async def _declare(url: str, topo: topology.Topology) -> None:
 
 
 def _config(action: str, settings: Settings) -> int:
-    from postline.config_docs import effective_toml, reference_markdown
+    from postline.app.config_docs import effective_toml, reference_markdown
 
-    print(reference_markdown() if action == "reference" else effective_toml(settings), end="")
+    if action == "reference":
+        print(reference_markdown(), end="")
+        return 0
+    from postline.filter.registry import check_chain
+
+    check_chain(settings.filter)  # the one check that imports the filters it names
+    print(effective_toml(settings), end="")
     return 0
 
 

@@ -16,7 +16,7 @@ import tomli_w
 from pydantic import BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 
-from postline.settings import Settings
+from postline.app.settings import Settings
 from postline.values import format_duration, parse_duration
 
 _SECRET_KEYS = re.compile(r"password|secret|token", re.IGNORECASE)
@@ -24,9 +24,9 @@ _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def _default_text(name: str, field: FieldInfo, model: type[BaseModel]) -> str:
+    if name in {"hostname", "helo_name"}:
+        return "the machine's FQDN" if field.default_factory is not None else "[relay] hostname"
     if field.default_factory is not None:
-        if name in {"hostname", "helo_name"}:
-            return "the machine's FQDN"
         value = model.model_validate({}).model_dump(mode="json")[name]
     else:
         value = model.model_construct().model_dump(mode="json", include={name}).get(name)

@@ -77,7 +77,9 @@ class Connection:
     lines: list[str] = field(default_factory=list)
     transactions: int = 0
     idle_since: float = field(default_factory=time.monotonic)
-    tls: str = "plaintext"
+    tls: str = "plaintext"  # plaintext, unverified or verified (the certificate check)
+    tls_version: str | None = None  # e.g. TLSv1.3, once STARTTLS succeeded
+    tls_cipher: str | None = None
     counted: bool = False
 
     def note(self, line: str) -> None:

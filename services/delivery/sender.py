@@ -204,6 +204,8 @@ async def _starttls(connection: Connection, config: SessionConfig) -> bool:
         return _tls_failed(connection, error)
     connection.tls = "verified" if verify else "unverified"
     cipher = smtp.get_transport_info("cipher")
+    if cipher:
+        connection.tls_cipher, connection.tls_version = str(cipher[0]), str(cipher[1])
     name = f"{cipher[1]} {cipher[0]}" if cipher else "?"
     connection.note(f"TLS established: {name}, certificate {connection.tls}")
     return False

@@ -3,15 +3,10 @@
 Contract:
 
 * ``publish`` returns only once RabbitMQ has confirmed the message (persistent,
-  mandatory). ``PublishError``: certainly not queued (nacked, returned as
-  unroutable, or no connection to send it on within ``publish_timeout`` or
-  ``SEND_WAIT``, whichever is shorter).
-  ``PublishUnconfirmed`` (a ``PublishError``): sent but not confirmed, so it
-  may be queued (a stalled broker, a connection lost before the confirm). A
-  sent publish is never cancelled at ``publish_timeout``: ``patient`` callers
-  (workers) wait on, up to ``LATE_CONFIRM_FACTOR`` times as long in all;
-  impatient ones (ingress, whose client waits) get ``PublishUnconfirmed`` at
-  once, and its ``confirmed()`` tells how the publish ended.
+  mandatory); otherwise ``PublishError`` (certainly not queued) or
+  ``PublishUnconfirmed`` (sent, no confirm: it may be queued), as
+  ``postline.publish`` decides. ``patient`` publishes (the workers') wait on
+  for a late confirm; impatient ones (ingress) do not.
 * ``add_consumer`` runs a handler per message (``postline.consumer``): returning
   acks; raising ``Poison`` parks the message (and publishes a ``parked``
   event); any other exception nacks with requeue, so ``x-delivery-limit``
@@ -35,39 +30,29 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobu
 
 from postline.consumer import Consumer, Delivery, Handler, Poison
 from postline.models import ENVELOPE_HEADER, Envelope, Event, EventKind
+from postline.publish import (
+    LATE_CONFIRM_FACTOR,
+    PublishError,
+    PublishUnconfirmed,
+    all_confirmed,
+    confirmed,
+)
 from postline.settings import BrokerSettings
 from postline.topology import TIER_HEADER, Stage, Topology, TopologyMismatch, declare
 
 log = logging.getLogger("postline.bus")
 
 
-LATE_CONFIRM_FACTOR = 5
-"""A sent publish is awaited up to this many ``publish_timeout`` in all, then given up."""
-SEND_WAIT = 10.0
-"""Longest wait (s) for a connection to send on: a broker that is down fails a publish this fast."""
-
-
-class PublishError(Exception):
-    """The broker did not confirm the publish; nothing can be promised to anyone."""
-
-
-class PublishUnconfirmed(PublishError):
-    """Sent, but not confirmed: the broker may have queued it, or may yet."""
-
-    def __init__(self, reason: str, late: asyncio.Task[None] | None = None) -> None:
-        super().__init__(reason)
-        self._late = late
-
-    async def confirmed(self) -> bool:
-        """True once a publish still in flight is confirmed after all; False if it never is."""
-        if self._late is None:
-            return False
-        await asyncio.wait({self._late})
-        return not self._late.cancelled() and self._late.exception() is None
-
-
 FatalCallback = Callable[[str], None]
-__all__ = ["Bus", "Delivery", "Handler", "Poison", "PublishError", "PublishUnconfirmed"]
+__all__ = [
+    "Bus",
+    "Delivery",
+    "Handler",
+    "Poison",
+    "PublishError",
+    "PublishUnconfirmed",
+    "all_confirmed",
+]
 
 
 class Bus:
@@ -157,24 +142,7 @@ class Bus:
         flight = self._publish(exchange, routing_key, message, sent)
         task = self._spawn(asyncio.wait_for(flight, deadline * LATE_CONFIRM_FACTOR))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen, if none awaits
-        try:
-            unsent = min(deadline, SEND_WAIT)
-            done, _ = await asyncio.wait({task}, timeout=unsent)
-            if not done and not sent.is_set():
-                task.cancel()
-                raise PublishError(f"no confirm from the broker within {unsent:g}s: not sent")
-            if not done:
-                done, _ = await asyncio.wait({task}, timeout=deadline - unsent)
-            if not done and not patient:
-                why = f"no confirm from the broker within {deadline:g}s; it may be queued"
-                raise PublishUnconfirmed(why, task)
-            if not done:
-                log.warning("no confirm from the broker within %gs; waiting on", deadline)
-                await asyncio.wait({task})
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        _raise_unless_confirmed(task, sent.is_set(), deadline * LATE_CONFIRM_FACTOR)
+        await confirmed(task, sent, deadline, patient=patient)
 
     async def _publish(
         self, exchange: str, routing_key: str, message: aio_pika.Message, sent: asyncio.Event
@@ -319,33 +287,3 @@ class Bus:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _raise_unless_confirmed(task: asyncio.Task[None], sent: bool, bound: float) -> None:
-    """Return if the finished publish was confirmed; else raise as the module docstring says."""
-    error = None if task.cancelled() else task.exception()
-    if error is None and not task.cancelled():
-        return
-    if isinstance(error, aio_pika.exceptions.DeliveryError):
-        reason = "unroutable (returned)" if error.message is not None else "nacked"
-        raise PublishError(f"broker refused the message: {reason}")
-    if error is None:
-        what = "publish cancelled"
-    elif isinstance(error, TimeoutError):
-        what = f"no confirm from the broker within {bound:g}s"
-    else:
-        what = f"publish failed: {type(error).__name__}: {error}"
-    raise PublishUnconfirmed(f"{what}; it may be queued") if sent else PublishError(what)
-
-
-async def all_confirmed(publishes: list[Awaitable[None]]) -> None:
-    """Await every publish, then raise the first failure (if any).
-
-    A handler that raises while a sibling publish is still in flight would be
-    requeued with that publish still landing; waiting for all of them first
-    keeps "what was published" and "what the handler reported" the same.
-    """
-    results = await asyncio.gather(*publishes, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

@@ -1,10 +1,12 @@
 """Process lifecycle shared by every service: start, serve, drain, exit.
 
-``run`` is the one skeleton every service runs in (Postfix's ``*_server_main``):
-it builds the services with a ``Supervisor``, starts the health endpoints and
-the services, waits for SIGTERM/SIGINT or a fatal error, then turns
-``/readyz`` false, drains every service within its grace period, closes them
-and returns the exit code (0 after a clean stop, 1 after a fatal error).
+``serve`` is the one skeleton every service runs in (Postfix's
+``*_server_main``): it builds the services with a ``Supervisor``, starts the
+health endpoints and the services, waits for SIGTERM/SIGINT or a fatal error,
+then turns ``/readyz`` false, drains every service within its grace period,
+closes them and returns the exit code (0 after a clean stop, 1 after a fatal
+error). ``run`` is its synchronous entry point, which bounds the clean-up of
+leftover tasks.
 """
 
 from __future__ import annotations

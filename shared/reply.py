@@ -72,6 +72,18 @@ class SmtpReply(BaseModel):
         return " ".join(parts)
 
 
+class ReplyError(Exception):
+    """An error that stands for an SMTP reply: the one exception that carries one.
+
+    Services subclass it to say what kind of trouble it is (a line that is no
+    command, a timeout, no route, an unusable host); the reply is ``reply``.
+    """
+
+    def __init__(self, reply: SmtpReply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
 def reply(code: int, enhanced: str, text: str) -> SmtpReply:
     """Shorthand constructor for the reply constants of each service."""
     return SmtpReply(code=code, enhanced=enhanced, text=text)

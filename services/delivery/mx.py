@@ -36,19 +36,15 @@ import dns.nameserver
 import dns.resolver
 
 from postline.delivery import metrics, replies
-from postline.delivery.trouble import dns_reply
-from postline.reply import SmtpReply
+from postline.delivery.trouble import dns_outcome, dns_reply
+from postline.reply import ReplyError
 from postline.values import HostPort
 
 _CACHE_ENTRIES = 10_000
 
 
-class RouteError(Exception):
+class RouteError(ReplyError):
     """No way to this destination now (or ever: see ``reply``)."""
-
-    def __init__(self, reply: SmtpReply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
 
 
 @dataclass(frozen=True)
@@ -170,13 +166,7 @@ class Resolver:
         try:
             answer, ttl = await self._query(key[0], rdtype)
         except dns.exception.DNSException as error:
-            if isinstance(error, dns.resolver.NoNameservers):
-                result = "servfail"
-            elif isinstance(error, dns.exception.Timeout):
-                result = "timeout"
-            else:
-                result = "error"
-            metrics.DNS_LOOKUPS.labels(rdtype, result).inc()
+            metrics.DNS_LOOKUPS.labels(rdtype, dns_outcome(error)).inc()
             raise RouteError(dns_reply(error, key[0])) from None
         outcome = "nxdomain" if answer.nxdomain else "ok" if answer.records else "nodata"
         metrics.DNS_LOOKUPS.labels(rdtype, outcome).inc()

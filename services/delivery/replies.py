@@ -12,7 +12,7 @@ from postline.reply import SmtpReply, reply
 
 _WORDS_LIMIT = 200
 
-# DNS (reliability.md D: NXDOMAIN permanent, SERVFAIL/timeout temporary, null MX permanent)
+# DNS: NXDOMAIN and a null MX are permanent, SERVFAIL and timeouts temporary
 DOMAIN_NOT_FOUND = reply(550, "5.1.2", "Host or domain name not found")
 NO_ADDRESS = reply(550, "5.1.2", "Domain has no MX and no address records")
 NULL_MX = reply(556, "5.1.10", "Domain does not accept mail (null MX)")

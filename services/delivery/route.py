@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from postline.delivery.settings import DeliverySettings
+from postline.netaddr import parse_ip
 from postline.values import NextHop
 
 
@@ -78,12 +79,9 @@ class DestinationGuard:
         """Why ``address`` is refused, or None when it may be used."""
         if not self.enabled:
             return None
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
+        ip = parse_ip(address)
+        if ip is None:
             return f"{address} is not an IP address"
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         if str(ip) in self._broker:
             return f"{ip} is the message broker"
         if not ip.is_global:

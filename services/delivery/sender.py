@@ -33,7 +33,7 @@ from postline.delivery import metrics, replies
 from postline.delivery.connection import Connection, Target, Timeouts
 from postline.delivery.smtpclient import ProtocolViolation, StrictSMTP
 from postline.delivery.trouble import Phase, UnexpectedReply, expect, reply_for, reply_words
-from postline.reply import SmtpReply
+from postline.reply import ReplyError, SmtpReply
 
 __all__ = ["Connection", "HostFailure", "SessionConfig", "Target", "Timeouts", "open_session"]
 
@@ -58,14 +58,13 @@ def tls_contexts(ca_file: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return unverified, verified
 
 
-class HostFailure(Exception):
+class HostFailure(ReplyError):
     """This host cannot take mail now; ``reply`` says why (``remote``: in its own words)."""
 
     def __init__(
         self, reply: SmtpReply, phase: Phase, connection: Connection, remote: bool = False
     ) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
+        super().__init__(reply)
         self.phase = phase
         self.connection = connection
         self.remote = remote

@@ -178,15 +178,28 @@ def reply_for(error: BaseException, phase: Phase, where: str = "") -> SmtpReply:
     raise error
 
 
+def dns_outcome(error: dns.exception.DNSException) -> str:
+    """What a failed lookup was: ``nxdomain``, ``servfail``, ``timeout`` or ``error``.
+
+    The one classification of DNS exceptions: the lookup metric's ``result``
+    label and ``dns_reply`` both use it.
+    """
+    if isinstance(error, dns.resolver.NXDOMAIN):
+        return "nxdomain"
+    if isinstance(error, dns.resolver.NoNameservers):
+        return "servfail"
+    if isinstance(error, dns.exception.Timeout):
+        return "timeout"
+    return "error"
+
+
 def dns_reply(error: dns.exception.DNSException, name: str) -> SmtpReply:
     """NXDOMAIN is permanent (5.1.2); SERVFAIL, timeouts and the rest temporary (4.4.3)."""
-    if isinstance(error, dns.resolver.NXDOMAIN):
+    outcome = dns_outcome(error)
+    if outcome == "nxdomain":
         return replies.detailed(replies.DOMAIN_NOT_FOUND, name)
-    if isinstance(error, dns.resolver.NoNameservers):
-        return replies.detailed(replies.DNS_TEMPORARY, f"SERVFAIL looking up {name}")
-    if isinstance(error, dns.exception.Timeout):
-        return replies.detailed(replies.DNS_TEMPORARY, f"timeout looking up {name}")
-    return replies.detailed(replies.DNS_TEMPORARY, f"{type(error).__name__} looking up {name}")
+    what = {"servfail": "SERVFAIL", "timeout": "timeout"}.get(outcome, type(error).__name__)
+    return replies.detailed(replies.DNS_TEMPORARY, f"{what} looking up {name}")
 
 
 def _cause(error: BaseException) -> str:

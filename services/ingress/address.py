@@ -46,10 +46,6 @@ class Mailbox:
     domain: str
 
     @property
-    def is_literal(self) -> bool:
-        return self.domain.startswith("[")
-
-    @property
     def is_ascii(self) -> bool:
         return self.local.isascii() and self.domain.isascii()
 

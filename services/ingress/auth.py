@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from postline.ingress import metrics, replies
 from postline.ingress.limits import Clock, FailureTracker, RecentFailures
-from postline.ingress.policy import IPAddress
 from postline.ingress.state import Connection, Shared, Transaction
 from postline.ingress.users import User, UserStore
+from postline.netaddr import IPAddress
 from postline.reply import SmtpReply
 
 if TYPE_CHECKING:

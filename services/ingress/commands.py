@@ -19,7 +19,7 @@ from postline.ingress import metrics, replies
 from postline.ingress.address import AddressError, Path, parse_path
 from postline.ingress.data import Content
 from postline.ingress.state import Connection, Listener, Shared, Transaction
-from postline.reply import SmtpReply
+from postline.reply import ReplyError, SmtpReply
 
 if TYPE_CHECKING:
     from postline.ingress.settings import IngressSettings
@@ -28,20 +28,12 @@ _HELO_NAME = re.compile(r"^[!-~]{1,255}$")
 Command = Callable[[str], Awaitable[None]]
 
 
-class LineError(Exception):
+class LineError(ReplyError):
     """A client line that cannot be a command; ``reply`` says why."""
 
-    def __init__(self, reply: SmtpReply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
 
-
-class SessionTimeout(Exception):
+class SessionTimeout(ReplyError):
     """A client took too long; the session ends with ``reply``."""
-
-    def __init__(self, reply: SmtpReply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
 
 
 class Commands:

@@ -12,17 +12,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TypeVar
 
 Clock = Callable[[], float]
 MAX_KEYS = 100_000
 V = TypeVar("V")
-
-
-class SessionRefusal(StrEnum):
-    TOTAL = "max_sessions"
-    PER_CLIENT = "max_sessions_per_ip"
 
 
 class SessionCounter:

@@ -20,23 +20,12 @@ from collections.abc import Sequence
 from postline.ingress import replies
 from postline.ingress.address import Mailbox
 from postline.ingress.users import User
+from postline.netaddr import IPAddress, parse_ip
 from postline.reply import SmtpReply
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def client_address(text: str | None) -> IPAddress | None:
-    """Parse a peer address (``::ffff:a.b.c.d`` unwrapped, ``%zone`` dropped); None if bad."""
-    if not text:
-        return None
-    try:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+client_address = parse_ip
+"""A peer address as policy judges it (``::ffff:a.b.c.d`` unwrapped, ``%zone`` dropped)."""
 
 
 def in_networks(address: IPAddress | None, networks: Sequence[IPNetwork]) -> bool:

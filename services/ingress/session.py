@@ -40,14 +40,13 @@ from aiosmtpd.proxy_protocol import get_proxy
 from postline.ingress import metrics, replies
 from postline.ingress.auth import AuthCommands
 from postline.ingress.commands import Commands, LineError, SessionTimeout
-from postline.ingress.data import Content, check_content
+from postline.ingress.data import MAX_LINE, Content, check_content
 from postline.ingress.policy import client_address, in_networks, limit_key
 from postline.ingress.state import Connection, Listener, Shared, Transaction
 from postline.ingress.wire import ClientGone, ClientWire, LineTooLong, ReadTimeout, TlsFailed
 from postline.reply import SmtpReply
 
 log = logging.getLogger("postline.ingress.session")
-MAX_COMMAND_LINE = 1000
 DRAIN_ALLOWED = frozenset({"RCPT", "DATA", "RSET", "NOOP", "QUIT"})
 
 
@@ -210,7 +209,7 @@ class Session(AuthCommands, Commands):
         """One CRLF-terminated line of at most 1000 octets (CRLF removed)."""
         deadline = self.loop.time() + self.settings.command_timeout
         try:
-            line = await self.wire.read_line(MAX_COMMAND_LINE, self.settings.idle_timeout, deadline)
+            line = await self.wire.read_line(MAX_LINE, self.settings.idle_timeout, deadline)
         except LineTooLong:
             raise LineError(replies.LINE_TOO_LONG) from None
         except ReadTimeout:

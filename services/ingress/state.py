@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 from postline.ingress.address import Mailbox
 from postline.ingress.data import Limits
 from postline.ingress.limits import SessionCounter
-from postline.ingress.policy import IPAddress
 from postline.ingress.settings import IngressSettings
 from postline.ingress.tls import TlsContext
+from postline.netaddr import IPAddress
 from postline.reply import SmtpReply
 
 if TYPE_CHECKING:

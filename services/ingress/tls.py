@@ -15,10 +15,10 @@ import logging
 import ssl
 from pathlib import Path
 
+from postline.files import stamps
 from postline.ingress import metrics
 
 log = logging.getLogger("postline.ingress.tls")
-_Stamp = tuple[tuple[int, int, int] | None, ...]
 
 
 def build_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -37,7 +37,7 @@ class TlsContext:
         self._cert = cert
         self._key = key
         self._interval = interval
-        self._stamp: _Stamp = _stamp_of(cert, key)
+        self._stamp = stamps(cert, key)
         self.context = build_context(cert, key)
 
     async def watch(self) -> None:
@@ -51,7 +51,7 @@ class TlsContext:
 
     async def reload_if_changed(self) -> bool:
         """Build a new context if the files changed; True if the new one is in use."""
-        stamp = await asyncio.to_thread(_stamp_of, self._cert, self._key)
+        stamp = await asyncio.to_thread(stamps, self._cert, self._key)
         if stamp == self._stamp:
             return False
         self._stamp = stamp
@@ -65,15 +65,3 @@ class TlsContext:
         metrics.TLS_RELOADS.labels("ok").inc()
         log.info("certificate reloaded", extra={"cert": str(self._cert)})
         return True
-
-
-def _stamp_of(*paths: Path) -> _Stamp:
-    stamps: list[tuple[int, int, int] | None] = []
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:
-            stamps.append(None)
-        else:
-            stamps.append((stat.st_mtime_ns, stat.st_size, stat.st_ino))
-    return tuple(stamps)

@@ -33,11 +33,12 @@ import tomli_w
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from postline.files import Stamp
+from postline.files import stamp as stamp_of
 from postline.ingress.address import AddressError, Mailbox, parse_domain, parse_mailbox
 
 log = logging.getLogger("postline.ingress.users")
 _NAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
-_Stamp = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class UserStore:
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self._users: dict[str, User] = {}
-        self._stamp: _Stamp | None = None
+        self._stamp: Stamp = None
         self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> User | None:
@@ -124,7 +125,7 @@ class UserStore:
             return
         async with self._lock:
             try:
-                stamp = await asyncio.to_thread(_stamp_of, self._path)
+                stamp = await asyncio.to_thread(stamp_of, self._path)
             except OSError as error:
                 log.error("users file not readable, keeping the previous users: %s", error)
                 return
@@ -166,14 +167,6 @@ class PasswordChecker:
             return bool(self._hasher.verify(hashed, password))
         except (VerificationError, InvalidHashError):
             return False
-
-
-def _stamp_of(path: Path) -> _Stamp | None:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def _read_document(path: Path) -> dict[str, Any]:

@@ -1,0 +1,34 @@
+"""``postline config [check|reference]``: validate a configuration, or print the key reference.
+
+``check`` prints the loaded configuration as TOML with secrets masked, after
+the checks a service would make at start (including that every filter in
+``[filter] chain`` can be imported); a bad configuration exits 2 naming the
+key. ``reference`` prints the reference tables of docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from postline.app.commands.common import settings_of
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("config", help="check a configuration or print the reference")
+    parser.add_argument("action", nargs="?", default="check", choices=("check", "reference"))
+    parser.set_defaults(func=_config)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from postline.app.config_docs import effective_toml, reference_markdown
+
+    if args.action == "reference":
+        print(reference_markdown(), end="")
+        return 0
+    settings = settings_of(args)
+    from postline.filter.registry import check_chain
+
+    check_chain(settings.filter)  # the one check that imports the filters it names
+    print(effective_toml(settings), end="")
+    return 0

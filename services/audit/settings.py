@@ -1,4 +1,4 @@
-"""The ``[audit]`` section: where the trails are written."""
+"""The ``[audit]`` section: the trails, the index, the query API and the console."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from postline.values import Duration, HostPort, Listen, Size
 
 
 class AuditSettings(BaseModel):
-    """Audit trail writer."""
+    """Audit trails, the message index and the query API."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,6 +30,28 @@ class AuditSettings(BaseModel):
         ge=0,
         le=10_000_000,
         description="Recent event ids remembered to drop redelivered duplicates (0: off).",
+    )
+    database_url: str = Field(
+        default="",
+        pattern=r"^$|^postgres(ql)?://",
+        description="The message index: empty for embedded SQLite at "
+        "<trail_dir>/index.sqlite3; 'postgresql://...' for a PostgreSQL index that several "
+        "audit replicas share.",
+    )
+    retention: Duration = Field(
+        default=30 * 86400.0,
+        description="How long the index keeps a message after its last event (purged in the "
+        "background). The trail files rotate by size instead.",
+    )
+    api_listen: Listen | None = Field(
+        default=HostPort("127.0.0.1", 8025),
+        description="Query API (/v1/...) and message console (/); separate from "
+        "metrics_listen. Without api_tokens_file it must be a loopback address.",
+    )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="Bearer tokens, one per line ('name:token' or just the token); every API "
+        "route and the console then require one. A Kubernetes Secret mount.",
     )
     shutdown_grace: Duration = Field(
         default=30.0, description="Time in-flight messages get to finish on SIGTERM."

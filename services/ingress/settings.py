@@ -62,6 +62,12 @@ class IngressSettings(BaseModel):
         description="Octets in a message's header section (Postfix header_size_limit); "
         "more get 552 5.3.4. 0: no limit.",
     )
+    record_subject: bool = Field(
+        default=True,
+        description="The received event (and so the audit index and trace) carries the "
+        "message's Subject (decoded, at most 200 characters); false for sites that treat "
+        "subjects as content.",
+    )
     proxy_protocol: bool = Field(
         default=False,
         description="Every connection must come from trusted_proxies and start with a "

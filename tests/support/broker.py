@@ -28,7 +28,7 @@ def make_settings(namespace: str, **sections: dict[str, Any]) -> Settings:
         "ingress": {"listen": ["127.0.0.1:0"], "metrics_listen": None},
         "filter": {"metrics_listen": None},
         "delivery": {"metrics_listen": None},
-        "audit": {"metrics_listen": None},
+        "audit": {"metrics_listen": None, "api_listen": None},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

@@ -64,10 +64,11 @@ class RelayProcess:
         self.trail_dir = workdir / "trails"
         self.smtp_port = free_port()
         self.metrics_ports = {name: free_port() for name in SERVICES}
+        self.api_port = free_port()
         defaults: dict[str, Any] = {
             "relay": {"hostname": "relay.test"},
             "ingress": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
-            "audit": {"trail_dir": str(self.trail_dir)},
+            "audit": {"trail_dir": str(self.trail_dir), "api_listen": f"127.0.0.1:{self.api_port}"},
             "log": {"level": "INFO"},
         }
         for name, port in self.metrics_ports.items():

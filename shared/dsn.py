@@ -7,7 +7,8 @@ failed for good (bounced or expired) in one attempt:
 2. ``message/delivery-status``: ``Reporting-MTA``, ``Arrival-Date``, then per
    recipient ``Final-Recipient``, ``Action: failed``, ``Status`` (the reply's
    enhanced code when it has the reply's class, else ``4.0.0``/``5.0.0``: never
-   ``2.x.x`` for a failure), ``Remote-MTA``,
+   ``2.x.x`` for a failure), ``Remote-MTA`` (the MX's name, from the
+   recipient's ``mx``, when a host was reached or named),
    ``Diagnostic-Code: smtp; <the remote's reply>`` and ``Last-Attempt-Date``;
 3. ``text/rfc822-headers``: the original message's header block (RFC 6522).
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from postline.models import Envelope, Event, EventKind, stable_event_id
+from postline.models import Envelope, Event, EventKind, Peer, stable_event_id
 from postline.reply import SmtpReply
 
 _HEADER_LIMIT = 64 * 1024
@@ -41,9 +42,11 @@ _HEADER_LIMIT = 64 * 1024
 
 @dataclass(frozen=True)
 class FailedRecipient:
+    """One recipient that failed for good, the reply that decided it and the host (if any)."""
+
     recipient: str
     reply: SmtpReply
-    mx_host: str | None
+    mx: Peer | None = None
     expired: bool = False
 
 
@@ -144,7 +147,7 @@ def _human_text(
     ]
     for item in failed:
         why = "gave up: delivery time expired" if item.expired else "rejected"
-        where = f" by {item.mx_host}" if item.mx_host else ""
+        where = f" by {item.mx.label}" if item.mx else ""
         lines.append(f"<{item.recipient}>: {why}{where}: {item.reply}")
     return lines
 
@@ -161,8 +164,8 @@ def _status_fields(
         kind = "rfc822" if item.recipient.isascii() else "utf-8"
         lines += ["", f"Final-Recipient: {kind}; {item.recipient}", "Action: failed"]
         lines.append(f"Status: {status_of(item.reply)}")
-        if item.mx_host:
-            lines.append(f"Remote-MTA: dns; {item.mx_host.split('[')[0]}")
+        if item.mx:
+            lines.append(f"Remote-MTA: dns; {item.mx.name}")
         diagnostic = " ".join(str(item.reply).split())[:900]
         lines.append(f"Diagnostic-Code: smtp; {diagnostic}")
         lines.append(f"Last-Attempt-Date: {format_datetime(now)}")

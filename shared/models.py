@@ -4,6 +4,16 @@ A message on a work queue is its RFC 5322 bytes as the AMQP body, untouched,
 with the ``Envelope`` serialised as JSON in the ``postline-envelope`` header and
 its ``message_id`` as the AMQP message id. Events are JSON bodies of ``Event``.
 Both carry a ``version``; readers ignore fields they do not know.
+
+Events are data, not strings to parse again: the remote host is a ``Peer``
+(MX name, address, port), a session's TLS is a ``TlsInfo`` (version, cipher,
+whether the certificate was verified), and ``session_id`` names the SMTP
+session. Strings such as Postfix's ``name[ip]:port`` (``Peer.label``) are
+rendered only where people read them (trail lines, DSNs, logs).
+
+Event versions: 2 carries ``mx`` (a ``Peer``), ``tls`` and, on delivery's
+outcome events, ``session_id``. Version 1 carried the MX only as the string
+``mx_host``; readers still accept it (``mx_host`` is read, never written).
 """
 
 from __future__ import annotations
@@ -88,12 +98,52 @@ class EventKind(StrEnum):
     CONVERSATION = "conversation"
 
 
+class Peer(BaseModel):
+    """A remote SMTP host as data: the MX name, the address connected to and the port.
+
+    ``ip`` and ``port`` are None when the host was never reached (its
+    addresses did not resolve, or all were refused).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    ip: str | None = None
+    port: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Postfix style, for people: ``mx.example.org[192.0.2.1]:25`` (or just the name)."""
+        if self.ip is None:
+            return self.name
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.name}[{self.ip}]{port}"
+
+
+class TlsInfo(BaseModel):
+    """The TLS of one SMTP session: protocol version, cipher, certificate check.
+
+    ``verified``: True when the peer's certificate was verified, False when it
+    was accepted unverified (opportunistic TLS), None when not checked at all
+    (ingress does not ask clients for certificates).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    version: str | None = None
+    cipher: str | None = None
+    verified: bool | None = None
+
+
+EVENT_VERSION = 2
+
+
 class Event(BaseModel):
     """One outcome record (KumoMTA style: one type, tagged by ``kind``)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    version: int = 1
+    version: int = EVENT_VERSION
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     kind: EventKind
     at: datetime = Field(default_factory=utcnow)
@@ -103,7 +153,12 @@ class Event(BaseModel):
     recipient: str | None = Field(default=None, description="Set on per-recipient events.")
     rcpt_to: tuple[str, ...] | None = Field(default=None, description="Message-level events.")
     attempt: int = 0
-    mx_host: str | None = None
+    mx: Peer | None = Field(default=None, description="The remote host, on delivery events.")
+    mx_host: str | None = Field(
+        default=None,
+        description="Version 1 only: the MX as 'name[ip]:port'. Read, never written.",
+    )
+    tls: TlsInfo | None = Field(default=None, description="The session's TLS; None: plaintext.")
     reply: SmtpReply | None = None
     reason: str | None = None
     next_attempt_at: datetime | None = None

@@ -13,13 +13,20 @@ file has the same keys. ``at``, ``kind``, ``message_id`` and ``event_id`` are
 always present. Strings are JSON-escaped with ``ensure_ascii``: CR, LF, other
 control characters and every non-ASCII character become ``\\uXXXX``
 escapes, so nothing a client sent can end a line or forge another one.
-Times are ISO 8601 in UTC; ``reply`` is ``{"code", "enhanced", "text"}``.
+Times are ISO 8601 in UTC; ``reply`` is ``{"code", "enhanced", "text"}``,
+``tls`` is ``{"version", "cipher", "verified"}``.
+
+Lines are where data becomes text for people: ``mx_host`` is rendered here
+from the event's ``mx`` (Postfix style ``name[ip]:port``, or the bare name
+when no address was reached). An event from before version 2 carries only
+the string ``mx_host``; it is written as it was sent.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -59,6 +66,8 @@ KEYS: dict[Trail, tuple[str, ...]] = {
         "reply",
         "attempts",
         "queued_seconds",
+        "session_id",
+        "tls",
     ),
     Trail.FAILURE: (
         *COMMON,
@@ -70,6 +79,8 @@ KEYS: dict[Trail, tuple[str, ...]] = {
         "attempts",
         "queued_seconds",
         "service",
+        "session_id",
+        "tls",
     ),
     Trail.QUEUE: (
         *COMMON,
@@ -85,6 +96,8 @@ KEYS: dict[Trail, tuple[str, ...]] = {
         "size",
         "client_ip",
         "auth_user",
+        "session_id",
+        "tls",
     ),
     Trail.CONVERSATION: (
         *COMMON,
@@ -94,11 +107,21 @@ KEYS: dict[Trail, tuple[str, ...]] = {
         "recipient",
         "rcpt_to",
         "transcript",
+        "tls",
     ),
 }
 
-_RENAMED = {"attempts": "attempt"}
-"""Line key -> ``Event`` field, where the trail's name differs from the model's."""
+
+def mx_host(event: Event) -> str | None:
+    """The event's MX as people read it; a version 1 event's ``mx_host`` as it was sent."""
+    return event.mx.label if event.mx is not None else event.mx_host
+
+
+_RENDERED: dict[str, Callable[[Event], Any]] = {
+    "attempts": lambda event: event.attempt,
+    "mx_host": mx_host,
+}
+"""Line key -> its value, where the line does not show an ``Event`` field as it is."""
 
 
 def trail_for(kind: EventKind) -> Trail:
@@ -108,9 +131,14 @@ def trail_for(kind: EventKind) -> Trail:
 def format_line(event: Event) -> bytes:
     """The trail line for ``event``, ending with ``\\n`` (module docstring)."""
     trail = trail_for(event.kind)
-    record = {key: _value(getattr(event, _RENAMED.get(key, key))) for key in KEYS[trail]}
+    record = {key: _value(_field(event, key)) for key in KEYS[trail]}
     text = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text.encode("ascii") + b"\n"
+
+
+def _field(event: Event, key: str) -> Any:
+    render = _RENDERED.get(key)
+    return render(event) if render is not None else getattr(event, key)
 
 
 def _value(value: Any) -> Any:

@@ -25,6 +25,10 @@ Order of work, as a careful MTA does it:
    (or, when all failures were permanent, the last permanent one);
 5. if the cap expires, recipients still undecided get ``4.4.2`` and the
    session is dropped.
+
+Every decision and conversation says where as data (``transaction.Where``:
+the host as a ``Peer``, and the session id and TLS once connected); the
+``name[ip]:port`` label appears only in transcript lines and reply texts.
 """
 
 from __future__ import annotations
@@ -40,26 +44,17 @@ from postline.delivery.pool import DestinationBusy, Limiter, Pool
 from postline.delivery.route import DestinationGuard, Route, route_for
 from postline.delivery.sender import HostFailure
 from postline.delivery.settings import DeliverySettings
-from postline.delivery.transaction import Transaction
+from postline.delivery.transaction import Decision, Transaction, Where, peer_of, where_of
 from postline.delivery.trouble import Phase, reply_for
-from postline.reply import SmtpReply
+from postline.models import Peer
 
 
 @dataclass(frozen=True)
 class Conversation:
     """The transcript of one SMTP session (or failed connection) during an attempt."""
 
-    session_id: str
-    mx_host: str
+    where: Where
     lines: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Failure:
-    reply: SmtpReply
-    phase: Phase
-    mx_host: str | None
-    remote: bool = False
 
 
 class Engine:
@@ -104,7 +99,7 @@ class Engine:
             if not deadline.expired():
                 raise
             reply = replies.detailed(replies.ATTEMPT_TIMEOUT, f"{cap:g}s")
-            transaction.decide_all(reply, transaction.phase, transaction.mx_host, remote=False)
+            transaction.decide_all(reply, transaction.phase, transaction.where, remote=False)
         finally:
             metrics.SESSION_SECONDS.observe(time.monotonic() - started)
 
@@ -117,24 +112,22 @@ class Engine:
         except RouteError as error:
             transaction.decide_all(error.reply, Phase.DNS, None, remote=False)
             return
-        failures: list[_Failure] = []
+        failures: list[Decision] = []  # of each host skipped, in order
         for host in hosts:
             for target in await self._targets(domain, route, host, failures):
-                transaction.mx_host = target.label
+                transaction.where = Where(peer_of(target))
                 transaction.phase = Phase.CONNECT
                 try:
                     connection, _ = await self.pool.acquire(target)
                 except HostFailure as failure:
-                    lines = tuple(failure.connection.take_lines())
-                    out.append(Conversation(failure.connection.session_id, target.label, lines))
-                    failures.append(
-                        _Failure(failure.reply, failure.phase, target.label, failure.remote)
-                    )
+                    where = where_of(failure.connection)
+                    out.append(Conversation(where, tuple(failure.connection.take_lines())))
+                    failures.append(Decision(failure.reply, failure.phase, where, failure.remote))
                     continue
                 await self._transact(connection, transaction, out)
                 return
         final = _final(failures)
-        transaction.decide_all(final.reply, final.phase, final.mx_host, final.remote)
+        transaction.decide_all(final.reply, final.phase, final.where, final.remote)
 
     async def _hosts(self, route: Route) -> list[MxHost]:
         if route.lookup_mx:
@@ -142,12 +135,12 @@ class Engine:
         return [MxHost(route.host, 0)]
 
     async def _targets(
-        self, domain: str, route: Route, host: MxHost, failures: list[_Failure]
+        self, domain: str, route: Route, host: MxHost, failures: list[Decision]
     ) -> list[Target]:
         try:
             addresses = await self.resolver.addresses(host.name)
         except RouteError as error:
-            failures.append(_Failure(error.reply, Phase.DNS, host.name))
+            failures.append(Decision(error.reply, Phase.DNS, Where(Peer(name=host.name)), False))
             return []
         policy = self.settings.tls_domain_policies.get(domain, self.settings.tls_policy)
         credentials = None
@@ -160,7 +153,7 @@ class Engine:
             why = None if route.operator_chosen else self.guard.refusal(address)
             if why is not None:
                 reply = replies.detailed(replies.PRIVATE_DESTINATION, f"{host.name}: {why}")
-                failures.append(_Failure(reply, Phase.ROUTE, host.name))
+                failures.append(Decision(reply, Phase.ROUTE, Where(Peer(name=host.name)), False))
                 continue
             targets.append(Target(host.name, address, route.port, policy, credentials))
         return targets
@@ -168,7 +161,7 @@ class Engine:
     async def _transact(
         self, connection: Connection, transaction: Transaction, out: list[Conversation]
     ) -> None:
-        label = connection.target.label
+        where = where_of(connection)
         reusable = False
         try:
             await transaction.run(connection)
@@ -176,20 +169,20 @@ class Engine:
             reusable = connection.reusable and not closing
             connection.note_out_of_step()
         except Exception as error:
-            reply = reply_for(error, transaction.phase, label)
+            reply = reply_for(error, transaction.phase, connection.target.label)
             connection.note(f"failed: {reply}")
-            transaction.decide_all(reply, transaction.phase, label, remote=False)
+            transaction.decide_all(reply, transaction.phase, where, remote=False)
         finally:
             if not reusable:
                 connection.abort()
-            out.append(Conversation(connection.session_id, label, tuple(connection.take_lines())))
+            out.append(Conversation(where, tuple(connection.take_lines())))
             self.pool.release(connection, reusable)
 
 
-def _final(failures: list[_Failure]) -> _Failure:
+def _final(failures: list[Decision]) -> Decision:
     """The last temporary failure, or the last failure when all were permanent."""
     if not failures:
         reply = replies.detailed(replies.NO_MX_ADDRESS, "no usable host")
-        return _Failure(reply, Phase.ROUTE, None)
+        return Decision(reply, Phase.ROUTE, None, remote=False)
     temporary = [f for f in failures if f.reply.is_transient]
     return (temporary or failures)[-1]

@@ -135,7 +135,7 @@ class DeliveryHandler:
         for (domain, tx), conversations in zip(transactions.items(), talks, strict=True):
             for recipient in tx.recipients:
                 decisions[recipient] = tx.decided.get(recipient) or Decision(
-                    replies.SMTP_ERROR, tx.phase, tx.mx_host
+                    replies.SMTP_ERROR, tx.phase, tx.where
                 )
             recipients = tuple(groups[domain])
             events += conversation_events(envelope, attempt, recipients, conversations)
@@ -155,8 +155,7 @@ class DeliveryHandler:
     ) -> tuple[bytes, Envelope, Event]:
         """The DSN for ``failed``, its envelope and the ``dsn_sent`` event."""
         items = [
-            FailedRecipient(o.recipient, o.reply, o.mx_host, o.kind is EventKind.EXPIRED)
-            for o in failed
+            FailedRecipient(o.recipient, o.reply, o.mx, o.kind is EventKind.EXPIRED) for o in failed
         ]
         return bounce(
             envelope, body, items, reporting_mta=self.reporting_mta,
@@ -174,7 +173,11 @@ class DeliveryHandler:
                 outcome.kind.value,
                 outcome.recipient,
                 outcome.reply,
-                extra={"message_id": envelope.message_id, "mx_host": outcome.mx_host},
+                extra={
+                    "message_id": envelope.message_id,
+                    "mx_host": outcome.mx.label if outcome.mx else None,
+                    "session_id": outcome.session_id,
+                },
             )
 
 

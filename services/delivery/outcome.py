@@ -10,8 +10,10 @@ connection or a protocol error reads ``failed at RCPT TO`` / ``failed after
 end of data`` (the reply says which).
 
 The event builders fill every ``Event`` field the audit trails show:
-recipient, sender, attempt, MX host, the remote's reply, a reason, the next
-attempt time and the seconds since ingress accepted the message. Event ids
+recipient, sender, attempt, the MX (``mx``, a ``Peer``), the session
+(``session_id``, ``tls``), the remote's reply, a reason, the next attempt
+time and the seconds since ingress accepted the message. All of it is data;
+no ``name[ip]:port`` string is put in an event (readers render it). Event ids
 of recipient outcomes are derived from message id, attempt, kind and
 recipient, so a redelivered message that reaches the same outcome repeats the
 same ids (audit drops the duplicates); each transcript is its own event.
@@ -25,9 +27,9 @@ from datetime import datetime
 
 from postline.delivery.engine import Conversation
 from postline.delivery.retry import RetryPlan
-from postline.delivery.transaction import Decision
+from postline.delivery.transaction import Decision, Where
 from postline.delivery.trouble import Phase, Verdict, at, verdict
-from postline.models import Envelope, Event, EventKind, stable_event_id
+from postline.models import Envelope, Event, EventKind, Peer, TlsInfo, stable_event_id
 from postline.reply import SmtpReply
 from postline.values import format_duration
 
@@ -67,28 +69,40 @@ class Outcome:
     recipient: str
     kind: EventKind
     reply: SmtpReply
-    mx_host: str | None
+    where: Where | None
     reason: str
     next_attempt_at: datetime | None = None
+
+    @property
+    def mx(self) -> Peer | None:
+        return self.where.mx if self.where else None
+
+    @property
+    def session_id(self) -> str | None:
+        return self.where.session_id if self.where else None
+
+    @property
+    def tls(self) -> TlsInfo | None:
+        return self.where.tls if self.where else None
 
 
 def settle(recipient: str, decision: Decision, plan: RetryPlan, lifetime: float) -> Outcome:
     """The outcome of ``decision`` given the retry ``plan`` for this attempt."""
-    where = reason_of(decision)
+    how = reason_of(decision)
     found = verdict(decision.reply, decision.phase)
     if found is Verdict.DELIVERED:
-        return Outcome(recipient, EventKind.DELIVERED, decision.reply, decision.mx_host, where)
+        return Outcome(recipient, EventKind.DELIVERED, decision.reply, decision.where, how)
     if found is Verdict.BOUNCED:
-        return Outcome(recipient, EventKind.BOUNCED, decision.reply, decision.mx_host, where)
+        return Outcome(recipient, EventKind.BOUNCED, decision.reply, decision.where, how)
     if plan.expired:
-        reason = f"expired: not delivered within {format_duration(lifetime)}; last: {where}"
-        return Outcome(recipient, EventKind.EXPIRED, decision.reply, decision.mx_host, reason)
+        reason = f"expired: not delivered within {format_duration(lifetime)}; last: {how}"
+        return Outcome(recipient, EventKind.EXPIRED, decision.reply, decision.where, reason)
     return Outcome(
         recipient,
         EventKind.DEFERRED,
         decision.reply,
-        decision.mx_host,
-        f"{where}; retry via tier {plan.tier}",
+        decision.where,
+        f"{how}; retry via tier {plan.tier}",
         plan.next_attempt_at,
     )
 
@@ -107,7 +121,9 @@ def recipient_events(
             mail_from=envelope.mail_from,
             recipient=outcome.recipient,
             attempt=attempt,
-            mx_host=outcome.mx_host,
+            mx=outcome.mx,
+            session_id=outcome.session_id,
+            tls=outcome.tls,
             reply=outcome.reply,
             reason=None if outcome.kind is EventKind.DELIVERED else outcome.reason,
             next_attempt_at=outcome.next_attempt_at,
@@ -131,8 +147,9 @@ def conversation_events(
             mail_from=envelope.mail_from,
             rcpt_to=recipients,
             attempt=attempt,
-            mx_host=talk.mx_host,
-            session_id=talk.session_id,
+            mx=talk.where.mx,
+            session_id=talk.where.session_id,
+            tls=talk.where.tls,
             transcript=list(talk.lines),
         )
         for talk in conversations

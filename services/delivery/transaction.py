@@ -20,6 +20,10 @@ failure. The message goes out with canonical CRLF line ends and dot-stuffing
 (``StrictSMTP.send_message_data``), so no downstream server can read a second
 message into it. A reply after the final dot that came with extra input
 stands; the session is then out of step and is not used again.
+
+Each ``Decision`` says ``where`` it was given as data (``Where``: the MX as a
+``Peer``, the session id, the session's TLS), for the outcome events; no
+``name[ip]:port`` string is made here.
 """
 
 from __future__ import annotations
@@ -27,9 +31,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from postline.delivery import replies
-from postline.delivery.connection import Connection
+from postline.delivery.connection import Connection, Target
 from postline.delivery.trouble import Phase
+from postline.models import Peer, TlsInfo
 from postline.reply import SmtpReply
+
+
+@dataclass(frozen=True)
+class Where:
+    """The host a reply came from (or was made up for) and, once connected, the session."""
+
+    mx: Peer
+    session_id: str | None = None
+    tls: TlsInfo | None = None
+
+
+def peer_of(target: Target) -> Peer:
+    return Peer(name=target.mx, ip=target.address, port=target.port)
+
+
+def where_of(connection: Connection) -> Where:
+    """``connection``'s host, session id and TLS (None while plaintext), as data."""
+    tls = None
+    if connection.tls != "plaintext":
+        verified = connection.tls == "verified"
+        tls = TlsInfo(
+            version=connection.tls_version, cipher=connection.tls_cipher, verified=verified
+        )
+    return Where(peer_of(connection.target), connection.session_id, tls)
 
 
 @dataclass(frozen=True)
@@ -38,7 +67,7 @@ class Decision:
 
     reply: SmtpReply
     phase: Phase
-    mx_host: str | None
+    where: Where | None
     remote: bool = True
 
 
@@ -52,27 +81,27 @@ class Transaction:
     smtputf8: bool = False
     decided: dict[str, Decision] = field(default_factory=dict)
     phase: Phase = Phase.ROUTE
-    mx_host: str | None = None  # the host being talked to, for replies made up on failure
+    where: Where | None = None  # the host being talked to, for replies made up on failure
 
     def decide_all(
-        self, reply: SmtpReply, phase: Phase, mx_host: str | None, remote: bool = True
+        self, reply: SmtpReply, phase: Phase, where: Where | None, remote: bool = True
     ) -> None:
         """Give ``reply`` to every recipient still undecided."""
         for recipient in self.recipients:
-            self.decided.setdefault(recipient, Decision(reply, phase, mx_host, remote))
+            self.decided.setdefault(recipient, Decision(reply, phase, where, remote))
 
     async def run(self, connection: Connection) -> None:
-        label = connection.target.label
+        self.where = where = where_of(connection)
         options = self._mail_options(connection)
         if isinstance(options, SmtpReply):
             connection.note(f"not sent: {options}")
-            self.decide_all(options, Phase.MAIL, label, remote=False)
+            self.decide_all(options, Phase.MAIL, where, remote=False)
             return
         self.phase = Phase.MAIL
         line = " ".join([f"MAIL FROM:<{self.mail_from}>", *options])
         reply = await connection.command(Phase.MAIL, line, connection.timeouts.mail)
         if reply.code != 250:
-            self.decide_all(reply, Phase.MAIL, label)
+            self.decide_all(reply, Phase.MAIL, where)
             return
         self.phase = Phase.RCPT
         accepted: list[str] = []
@@ -82,9 +111,9 @@ class Transaction:
             if reply.code in (250, 251):
                 accepted.append(recipient)
             else:
-                self.decided[recipient] = Decision(reply, Phase.RCPT, label)
+                self.decided[recipient] = Decision(reply, Phase.RCPT, where)
             if not connection.alive:  # 421: the server closed the session
-                self.decide_all(reply, Phase.RCPT, label)
+                self.decide_all(reply, Phase.RCPT, where)
                 return
         if accepted:
             await self._data(connection, accepted)
@@ -109,7 +138,6 @@ class Transaction:
         return options
 
     async def _data(self, connection: Connection, accepted: list[str]) -> None:
-        label = connection.target.label
         self.phase = Phase.DATA
         shown = f"DATA ({len(self.body)} bytes of message not logged)"
         reply = await connection.command(Phase.DATA, "DATA", connection.timeouts.data_init, shown)
@@ -117,4 +145,4 @@ class Transaction:
             self.phase = Phase.END_OF_DATA
             reply = await connection.message(self.body)
         for recipient in accepted:
-            self.decided[recipient] = Decision(reply, self.phase, label)
+            self.decided[recipient] = Decision(reply, self.phase, self.where)

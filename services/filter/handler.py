@@ -103,10 +103,7 @@ class FilterHandler:
 
     async def _bounce(self, envelope: Envelope, body: bytes, events: list[Event]) -> None:
         """Queue the DSN for the rejected recipients, with every event, all confirmed."""
-        failed = [
-            FailedRecipient(e.recipient or "", e.reply or replies.REJECTED, mx_host=None)
-            for e in events
-        ]
+        failed = [FailedRecipient(e.recipient or "", e.reply or replies.REJECTED) for e in events]
         data, dsn, sent = bounce(
             envelope, body, failed, reporting_mta=self.reporting_mta,
             service=SERVICE, attempt=envelope.attempt, now=utcnow(),

@@ -17,7 +17,9 @@
   confirms, whatever the client was told, gets a ``received`` event in the
   background; one confirmed after a ``451``, or after the client went away,
   says in its ``reason`` that it may arrive twice (the client sends it
-  again). A failed event is logged and changes nothing for the message.
+  again). It carries the client's session as data: ``session_id`` and, over
+  TLS, ``tls`` (version and cipher). A failed event is logged and changes
+  nothing for the message.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from postline.ingress.policy import relay_reply, sender_reply
 from postline.ingress.settings import IngressSettings
 from postline.ingress.state import Connection, Transaction
 from postline.ingress.users import UserStore
-from postline.models import Envelope, Event, EventKind, new_message_id
+from postline.models import Envelope, Event, EventKind, TlsInfo, new_message_id
 from postline.reply import SmtpReply
 from postline.topology import Stage
 
@@ -157,7 +159,8 @@ class IngressHandler:
         await self._announce(submission)
 
     async def _announce(self, submission: Submission) -> None:
-        envelope = submission.envelope
+        envelope, conn = submission.envelope, submission.conn
+        tls = TlsInfo(version=conn.tls_version, cipher=conn.tls_cipher) if conn.tls else None
         event = Event(
             kind=EventKind.RECEIVED,
             service="ingress",
@@ -167,7 +170,8 @@ class IngressHandler:
             size=submission.size,
             client_ip=envelope.client_ip,
             auth_user=envelope.auth_user,
-            session_id=submission.conn.session_id,
+            session_id=conn.session_id,
+            tls=tls,
             reason=submission.received_reason(),
         )
         try:

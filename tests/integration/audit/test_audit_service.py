@@ -17,7 +17,7 @@ from postline.audit.main import AuditService
 from postline.audit.trailfile import TrailFile
 from postline.bus import Bus
 from postline.lifecycle import Supervisor
-from postline.models import Event, EventKind
+from postline.models import Event, EventKind, Peer
 from postline.reply import reply
 from postline.topology import Stage
 from tests.support.broker import queue_depth, wait_until
@@ -85,16 +85,22 @@ async def harness_factory(
         await harness.close()
 
 
+@pytest.fixture
+async def harness(harness_factory: Callable[..., Harness]) -> Harness:
+    """A probe bus and one audit service, both running."""
+    made = harness_factory()
+    await made.start_probe()
+    await made.start_audit()
+    return made
+
+
 def received(n: int) -> Event:
     return Event(kind=EventKind.RECEIVED, service="test", message_id=f"M{n}", mail_from="a@x.test")
 
 
 async def test_published_events_appear_as_lines_in_their_trail_files(
-    harness_factory: Callable[..., Harness],
+    harness: Harness,
 ) -> None:
-    harness = harness_factory()
-    await harness.start_probe()
-    await harness.start_audit()
     ok = reply(250, "2.0.0", "Ok")
     events = [
         Event(
@@ -103,7 +109,8 @@ async def test_published_events_appear_as_lines_in_their_trail_files(
             message_id="M1",
             mail_from="mary@company.test",
             recipient="john@partner.test",
-            mx_host="mx.partner.test",
+            mx=Peer(name="mx.partner.test", ip="192.0.2.1", port=25),
+            session_id="S1",
             reply=ok,
             attempt=1,
             queued_seconds=2.5,
@@ -131,6 +138,8 @@ async def test_published_events_appear_as_lines_in_their_trail_files(
     [success] = harness.lines(Trail.SUCCESS)
     assert success["recipient"] == "john@partner.test" and success["attempts"] == 1
     assert success["reply"] == {"code": 250, "enhanced": "2.0.0", "text": "Ok"}
+    assert success["mx_host"] == "mx.partner.test[192.0.2.1]:25"
+    assert success["session_id"] == "S1"
     [failure] = harness.lines(Trail.FAILURE)
     assert failure["kind"] == "bounced" and failure["reply"]["enhanced"] == "5.1.1"
     assert [line["message_id"] for line in harness.lines(Trail.QUEUE)] == ["M3"]
@@ -139,12 +148,33 @@ async def test_published_events_appear_as_lines_in_their_trail_files(
     assert all_ids == {e.event_id for e in events}
 
 
-async def test_malformed_event_body_is_parked_and_later_events_are_still_written(
-    harness_factory: Callable[..., Harness],
+async def test_an_event_from_before_version_2_with_only_mx_host_is_still_written(
+    harness: Harness,
 ) -> None:
-    harness = harness_factory()
-    await harness.start_probe()
-    await harness.start_audit()
+    version_1 = {
+        "version": 1,
+        "event_id": "old-1",
+        "kind": "delivered",
+        "at": "2026-03-04T05:06:07+00:00",
+        "service": "delivery",
+        "message_id": "M9",
+        "recipient": "john@partner.test",
+        "attempt": 1,
+        "mx_host": "mx.partner.test[192.0.2.1]:25",
+        "reply": {"code": 250, "enhanced": "2.0.0", "text": "Ok"},
+    }
+    body = json.dumps(version_1).encode()
+    topology = harness.probe.topology
+    await harness.probe.publish(topology.work_exchange, "events", body, message_id="old-1")
+    await wait_until(lambda: harness.lines(Trail.SUCCESS), 15, "the version 1 event's line")
+    [line] = harness.lines(Trail.SUCCESS)
+    assert (line["event_id"], line["mx_host"]) == ("old-1", "mx.partner.test[192.0.2.1]:25")
+    assert await queue_depth(harness.settings.broker.url, topology.parked_queue) == 0
+
+
+async def test_malformed_event_body_is_parked_and_later_events_are_still_written(
+    harness: Harness,
+) -> None:
     topology = harness.probe.topology
     for body in (b"not json at all", b'{"kind": "delivered"}'):
         await harness.probe.publish(topology.work_exchange, "events", body, message_id="bad")
@@ -158,11 +188,8 @@ async def test_malformed_event_body_is_parked_and_later_events_are_still_written
 
 
 async def test_duplicate_delivery_of_an_event_writes_one_line(
-    harness_factory: Callable[..., Harness],
+    harness: Harness,
 ) -> None:
-    harness = harness_factory()
-    await harness.start_probe()
-    await harness.start_audit()
     event = received(1)
     await harness.probe.publish_events([event])
     await harness.probe.publish_events([event, received(2)])

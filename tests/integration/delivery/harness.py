@@ -9,7 +9,6 @@ deadlines, never with sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -20,11 +19,18 @@ from postline.bus import Bus, Delivery
 from postline.delivery import metrics
 from postline.delivery.main import DeliveryService
 from postline.lifecycle import Supervisor
-from postline.models import Envelope, Event, EventKind, new_message_id
+from postline.models import Envelope, Event, EventKind, Peer, new_message_id
 from postline.topology import Stage
 from tests.support.broker import wait_until
 
 BODY = b"From: a@example.org\r\nTo: b@x.test\r\nSubject: test\r\n\r\nhello\r\n"
+SINK_MX = "mx.x.test"
+SINK_ADDRESS = "127.0.0.1"
+
+
+def sink_mx(port: int) -> Peer:
+    """The host ``routed`` domains go to (``mx.x.test`` on 127.0.0.1), as events name it."""
+    return Peer(name=SINK_MX, ip=SINK_ADDRESS, port=port)
 
 
 def delivery_section(dns_address: str, smtp_port: int, **overrides: Any) -> dict[str, Any]:
@@ -171,45 +177,3 @@ def _counter(counter: Counter) -> float:
         for sample in metric.samples
         if sample.name.endswith("_total")
     )
-
-
-class ScriptedServer:
-    """A bare SMTP peer on the test's loop: a fixed greeting, then one fixed reply per line.
-
-    For the replies the aiosmtpd sink cannot give (a ``421`` greeting, ``4xx`` to EHLO).
-    ``close_after_greeting`` hangs up right after the greeting.
-    """
-
-    def __init__(
-        self, host: str, port: int, greeting: str, reply: str = "250 OK", close: bool = False
-    ) -> None:
-        self.host, self.port = host, port
-        self.greeting, self.reply, self.close_after_greeting = greeting, reply, close
-        self.connections = 0
-        self.lines: list[str] = []
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> ScriptedServer:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            writer.write(f"{self.greeting}\r\n".encode())
-            await writer.drain()
-            if self.close_after_greeting:
-                return
-            while line := await reader.readline():
-                self.lines.append(line.decode().rstrip())
-                writer.write(f"{self.reply}\r\n".encode())
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()

@@ -19,6 +19,7 @@ from postline.app.settings import Settings, context_for
 from postline.bus import PublishError
 from postline.delivery.main import DeliveryService
 from postline.models import Event, EventKind
+from tests.integration.delivery.conftest import MxFor
 from tests.integration.delivery.harness import DeliveryHarness, delivery_section
 from tests.support.broker import make_settings, wait_until
 from tests.support.dns_server import DnsServer
@@ -38,11 +39,14 @@ def proxy() -> Iterator[StallProxy]:
 
 @pytest.fixture
 async def start(
-    broker_settings: Callable[..., Settings], dns: DnsServer, smtp_port: int, proxy: StallProxy
+    broker_settings: Callable[..., Settings],
+    dns: DnsServer,
+    mx_for: MxFor,
+    smtp_port: int,
+    proxy: StallProxy,
 ) -> AsyncIterator[Start]:
     """A harness on the broker itself around a delivery service that goes through ``proxy``."""
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
+    mx_for("x.test")
     started: list[DeliveryHarness] = []
 
     async def make() -> DeliveryHarness:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -18,11 +17,9 @@ SMUGGLE = (
 
 
 async def test_bare_line_ends_and_dots_cannot_end_the_message_early(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery()
+    harness = await routed()
     await harness.send(["a@x.test"], body=SMUGGLE)
     await harness.wait_for(EventKind.DELIVERED, "a@x.test")
     await harness.flush(1)

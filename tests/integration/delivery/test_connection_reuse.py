@@ -6,20 +6,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
+from tests.integration.delivery.conftest import Routed
 from tests.integration.delivery.harness import DeliveryHarness
 from tests.support.broker import wait_until
-from tests.support.dns_server import DnsServer
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    for domain in ("x.test", "y.test"):
-        dns.add_mx(domain, 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
+DOMAINS = ("x.test", "y.test")  # one MX for both
 
 
 async def send_one_by_one(harness: DeliveryHarness, recipients: list[str]) -> None:
@@ -29,9 +22,9 @@ async def send_one_by_one(harness: DeliveryHarness, recipients: list[str]) -> No
 
 
 async def test_consecutive_messages_share_one_session_with_rset(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery()
+    harness = await routed(*DOMAINS)
     await send_one_by_one(harness, ["a@x.test", "b@x.test", "c@y.test"])  # y.test: same MX
     messages = sink.wait_for(3, 5)
     assert len({m.peer for m in messages}) == 1, "each message used a new connection"
@@ -43,9 +36,9 @@ async def test_consecutive_messages_share_one_session_with_rset(
 
 
 async def test_reuse_limit_of_one_opens_a_session_per_message(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery(max_messages_per_connection=1)
+    harness = await routed(*DOMAINS, max_messages_per_connection=1)
     await send_one_by_one(harness, ["a@x.test", "b@x.test"])
     assert len({m.peer for m in sink.wait_for(2, 5)}) == 2
     talks = harness.of(EventKind.CONVERSATION)
@@ -53,9 +46,9 @@ async def test_reuse_limit_of_one_opens_a_session_per_message(
 
 
 async def test_idle_session_is_closed_after_the_idle_timeout(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery(connection_idle_timeout="0.3s")
+    harness = await routed(*DOMAINS, connection_idle_timeout="0.3s")
     await send_one_by_one(harness, ["a@x.test"])
     pool = harness.service.pool
     assert pool is not None
@@ -65,9 +58,9 @@ async def test_idle_session_is_closed_after_the_idle_timeout(
 
 
 async def test_session_closed_by_the_server_is_replaced_not_failed(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
-    harness = await start_delivery()
+    harness = await routed(*DOMAINS)
     with SmtpSink("127.0.0.1", smtp_port) as first:
         await send_one_by_one(harness, ["a@x.test"])
         first.wait_for(1, 5)
@@ -78,10 +71,10 @@ async def test_session_closed_by_the_server_is_replaced_not_failed(
 
 
 async def test_open_connections_gauge_returns_to_zero_on_close(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
     before = open_connections()
-    harness = await start_delivery()
+    harness = await routed(*DOMAINS)
     await send_one_by_one(harness, ["a@x.test"])
     assert open_connections() == before + 1  # kept for reuse
     await harness.stop()

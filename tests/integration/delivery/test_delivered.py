@@ -5,19 +5,15 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
+from tests.integration.delivery.harness import sink_mx
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
-async def test_message_is_delivered_to_the_mx_and_recorded(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
-) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery()
+async def test_message_is_delivered_to_the_mx_and_recorded(routed: Routed, sink: SmtpSink) -> None:
+    harness = await routed()
     envelope = await harness.send(["alice@x.test", "bob@x.test"])
 
     [event_a] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
@@ -28,7 +24,7 @@ async def test_message_is_delivered_to_the_mx_and_recorded(
     assert event_a.message_id == envelope.message_id
     assert event_a.mail_from == "sender@example.org"
     assert event_a.attempt == 1
-    assert event_a.mx_host == f"mx.x.test[127.0.0.1]:{sink.port}"
+    assert event_a.mx == sink_mx(sink.port)
     assert event_a.reply is not None and event_a.reply.code == 250
     assert event_a.queued_seconds is not None and event_a.queued_seconds >= 0
     assert event_b.reply == event_a.reply

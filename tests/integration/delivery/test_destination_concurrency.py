@@ -8,46 +8,36 @@ import time
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
+DOMAINS = ("slow.test", "fast.test")  # one MX for both
 
 
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    for domain in ("slow.test", "fast.test"):
-        dns.add_mx(domain, 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-
-
-async def test_sessions_per_destination_are_capped(
-    start_delivery: StartDelivery, sink: SmtpSink
-) -> None:
-    harness = await start_delivery(per_destination_concurrency=2, concurrency=8)
+async def peak_sessions(routed: Routed, sink: SmtpSink, cap: int) -> int:
+    """Five slow messages to one domain at once, with ``cap`` sessions allowed: the peak."""
+    harness = await routed(*DOMAINS, per_destination_concurrency=cap, concurrency=8)
     recipients = [f"slow0.4-{n}@slow.test" for n in range(5)]
     await asyncio.gather(*(harness.send([r]) for r in recipients))
     for recipient in recipients:
         await harness.wait_for(EventKind.DELIVERED, recipient, timeout=20)
-    assert sink.peak_data == 2
+    return sink.peak_data
 
 
-async def test_without_a_cap_the_same_load_runs_in_parallel(
-    start_delivery: StartDelivery, sink: SmtpSink
-) -> None:
-    harness = await start_delivery(per_destination_concurrency=8, concurrency=8)
-    recipients = [f"slow0.4-{n}@slow.test" for n in range(5)]
-    await asyncio.gather(*(harness.send([r]) for r in recipients))
-    for recipient in recipients:
-        await harness.wait_for(EventKind.DELIVERED, recipient, timeout=20)
-    assert sink.peak_data > 2
+async def test_sessions_per_destination_are_capped(routed: Routed, sink: SmtpSink) -> None:
+    assert await peak_sessions(routed, sink, cap=2) == 2
+
+
+async def test_without_a_cap_the_same_load_runs_in_parallel(routed: Routed, sink: SmtpSink) -> None:
+    assert await peak_sessions(routed, sink, cap=8) > 2
 
 
 async def test_a_tarpitting_domain_does_not_starve_other_domains(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery(
+    harness = await routed(
+        *DOMAINS,
         per_destination_concurrency=1,
         concurrency=3,
         destination_wait="0.5s",

@@ -5,18 +5,16 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import MxFor, StartDelivery
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 async def test_mx_on_loopback_is_refused_permanently_with_a_clear_reason(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    start_delivery: StartDelivery, mx_for: MxFor, sink: SmtpSink
 ) -> None:
-    dns.add_mx("evil.test", 10, "mx.evil.test")
-    dns.add_a("mx.evil.test", "127.0.0.5")
+    mx_for("evil.test", host="mx.evil.test", address="127.0.0.5")
     harness = await start_delivery(deny_private_destinations=True)
     await harness.send(["victim@evil.test"])
     [bounced] = await harness.wait_for(EventKind.BOUNCED, "victim@evil.test")
@@ -28,10 +26,9 @@ async def test_mx_on_loopback_is_refused_permanently_with_a_clear_reason(
 
 
 async def test_mx_on_the_broker_address_is_refused(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    start_delivery: StartDelivery, mx_for: MxFor, sink: SmtpSink
 ) -> None:
-    dns.add_mx("evil.test", 10, "mx.evil.test")
-    dns.add_a("mx.evil.test", "127.0.0.1")  # the test broker listens on 127.0.0.1
+    mx_for("evil.test", host="mx.evil.test")  # on 127.0.0.1, where the test broker listens
     harness = await start_delivery(deny_private_destinations=True)
     await harness.send(["victim@evil.test"])
     [bounced] = await harness.wait_for(EventKind.BOUNCED, "victim@evil.test")
@@ -40,12 +37,11 @@ async def test_mx_on_the_broker_address_is_refused(
 
 
 async def test_private_mx_is_skipped_for_a_public_one(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    start_delivery: StartDelivery, mx_for: MxFor, sink: SmtpSink
 ) -> None:
-    dns.add_mx("mixed.test", 10, "inside.mixed.test")
-    dns.add_mx("mixed.test", 20, "outside.mixed.test")
-    dns.add_a("inside.mixed.test", "10.1.2.3")
-    dns.add_a("outside.mixed.test", "192.0.2.1")  # TEST-NET: non-global, refused as well
+    mx_for("mixed.test", host="inside.mixed.test", address="10.1.2.3")
+    # TEST-NET: non-global, refused as well
+    mx_for("mixed.test", host="outside.mixed.test", address="192.0.2.1", preference=20)
     harness = await start_delivery(deny_private_destinations=True)
     await harness.send(["someone@mixed.test"])
     [bounced] = await harness.wait_for(EventKind.BOUNCED, "someone@mixed.test")

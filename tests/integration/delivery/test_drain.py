@@ -6,20 +6,15 @@ import pytest
 
 from postline.models import EventKind
 from postline.topology import Stage
-from tests.integration.delivery.conftest import StartDelivery
+from tests.integration.delivery.conftest import Routed
 from tests.support.broker import queue_depth, wait_until
-from tests.support.dns_server import DnsServer
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
-async def test_in_flight_delivery_completes_during_drain(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
-) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery()
+async def test_in_flight_delivery_completes_during_drain(routed: Routed, sink: SmtpSink) -> None:
+    harness = await routed()
     await harness.send(["slow1-a@x.test"])
     await wait_until(lambda: len(sink.attempts) == 1, 10, "the session to reach RCPT")
     await harness.service.drain(10)

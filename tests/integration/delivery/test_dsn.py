@@ -8,21 +8,16 @@ import email.policy
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
-from tests.support.sink import SmtpSink
+from tests.integration.delivery.conftest import Routed
 
 pytestmark = pytest.mark.integration
 
 BODY = b"From: Alice <alice@example.org>\r\nSubject: Quarterly report\r\n\r\nsecret body\r\n"
 
 
-async def test_failures_in_two_domains_give_one_dsn_listing_both(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
-) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery()
+@pytest.mark.usefixtures("sink")
+async def test_failures_in_two_domains_give_one_dsn_listing_both(routed: Routed) -> None:
+    harness = await routed()
     envelope = await harness.send(
         ["permfail@x.test", "someone@nowhere.test", "ok@x.test"],
         mail_from="alice@example.org",

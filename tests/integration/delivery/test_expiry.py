@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 async def test_recipient_expires_after_max_queue_lifetime_and_is_bounced_once(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery(retry_schedule="1s", max_queue_lifetime="3s")
+    harness = await routed(retry_schedule="1s", max_queue_lifetime="3s")
     await harness.send(["tempfail@x.test"])
 
     [expired] = await harness.wait_for(EventKind.EXPIRED, "tempfail@x.test", timeout=20)

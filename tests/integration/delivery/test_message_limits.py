@@ -7,17 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
 
 
 @pytest.fixture
@@ -27,9 +20,9 @@ def small_sink(smtp_port: int) -> Iterator[SmtpSink]:
 
 
 async def test_message_over_the_announced_size_bounces_without_data(
-    start_delivery: StartDelivery, small_sink: SmtpSink
+    routed: Routed, small_sink: SmtpSink
 ) -> None:
-    harness = await start_delivery()
+    harness = await routed()
     await harness.send(["a@x.test"], body=b"Subject: big\r\n\r\n" + b"x" * 200 + b"\r\n")
     [bounced] = await harness.wait_for(EventKind.BOUNCED, "a@x.test")
     assert bounced.reply is not None
@@ -38,10 +31,10 @@ async def test_message_over_the_announced_size_bounces_without_data(
 
 
 async def test_smtputf8_message_to_a_server_without_smtputf8_bounces(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
     with SmtpSink("127.0.0.1", smtp_port, smtputf8=False) as ascii_sink:
-        harness = await start_delivery()
+        harness = await routed()
         await harness.send(["a@x.test"], smtputf8=True)
         [bounced] = await harness.wait_for(EventKind.BOUNCED, "a@x.test")
     assert bounced.reply is not None and bounced.reply.enhanced == "5.6.7"
@@ -49,9 +42,9 @@ async def test_smtputf8_message_to_a_server_without_smtputf8_bounces(
 
 
 async def test_smtputf8_message_is_sent_with_the_smtputf8_parameter(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery()
+    harness = await routed()
     await harness.send(["jörg@x.test"], mail_from="rené@example.org", smtputf8=True)
     await harness.wait_for(EventKind.DELIVERED, "jörg@x.test")
     [received] = sink.wait_for(1, 5)
@@ -60,9 +53,9 @@ async def test_smtputf8_message_is_sent_with_the_smtputf8_parameter(
 
 
 async def test_recipient_without_a_domain_bounces_and_others_are_delivered(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery()
+    harness = await routed()
     await harness.send(["no-domain", "a@x.test"])
     [bounced] = await harness.wait_for(EventKind.BOUNCED, "no-domain")
     assert bounced.reply is not None and bounced.reply.enhanced == "5.1.3"

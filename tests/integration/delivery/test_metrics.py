@@ -6,8 +6,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -18,10 +17,8 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_attempts_dns_sessions_and_latency_are_counted(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
     names = {
         "delivered": ("postline_delivery_attempts_total", {"result": "delivered"}),
         "bounced": ("postline_delivery_attempts_total", {"result": "bounced"}),
@@ -35,7 +32,7 @@ async def test_attempts_dns_sessions_and_latency_are_counted(
         "plaintext": ("postline_delivery_tls_sessions_total", {"result": "plaintext"}),
     }
     before = {key: sample(name, **labels) for key, (name, labels) in names.items()}
-    harness = await start_delivery(retry_schedule="1m")
+    harness = await routed(retry_schedule="1m")
     await harness.send(["ok@x.test", "permfail@x.test", "tempfail@x.test", "z@nowhere.test"])
     await harness.flush(1)
     moved = {key: sample(name, **labels) - before[key] for key, (name, labels) in names.items()}

@@ -6,22 +6,25 @@ import asyncio
 
 import pytest
 
-from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.integration.delivery.harness import ScriptedServer
+from postline.models import Event, EventKind, Peer
+from tests.integration.delivery.conftest import MxFor, StartDelivery
 from tests.support.dns_server import DnsServer
+from tests.support.remote import Mode, Remote
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def two_mx(dns: DnsServer) -> None:
+def two_mx(mx_for: MxFor) -> None:
     """mx1 (preference 10) on 127.0.0.2, mx2 (preference 20) on 127.0.0.1 where the sink is."""
-    dns.add_mx("x.test", 20, "mx2.x.test")
-    dns.add_mx("x.test", 10, "mx1.x.test")
-    dns.add_a("mx1.x.test", "127.0.0.2")
-    dns.add_a("mx2.x.test", "127.0.0.1")
+    mx_for("x.test", host="mx2.x.test", preference=20)
+    mx_for("x.test", host="mx1.x.test", address="127.0.0.2")
+
+
+def named(event: Event, name: str) -> bool:
+    """Whether ``event`` is about the MX host ``name``."""
+    return event.mx is not None and event.mx.name == name
 
 
 async def test_connection_refused_moves_on_to_the_next_mx(
@@ -30,9 +33,9 @@ async def test_connection_refused_moves_on_to_the_next_mx(
     harness = await start_delivery()
     await harness.send(["alice@x.test"])
     [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
-    assert delivered.mx_host == f"mx2.x.test[127.0.0.1]:{sink.port}"
+    assert delivered.mx == Peer(name="mx2.x.test", ip="127.0.0.1", port=sink.port)
     talks = harness.of(EventKind.CONVERSATION)
-    first = next(t for t in talks if t.mx_host and t.mx_host.startswith("mx1"))
+    first = next(t for t in talks if named(t, "mx1.x.test"))
     assert first.transcript is not None
     assert any("4.4.1" in line for line in first.transcript), first.transcript
 
@@ -40,23 +43,25 @@ async def test_connection_refused_moves_on_to_the_next_mx(
 async def test_421_greeting_moves_on_to_the_next_mx(
     start_delivery: StartDelivery, sink: SmtpSink
 ) -> None:
-    async with ScriptedServer("127.0.0.2", sink.port, "421 4.3.2 Too busy", close=True) as busy:
+    too_busy = Mode(greeting=b"421 4.3.2 Too busy\r\n", hangup="ehlo")
+    async with Remote("127.0.0.2", sink.port, too_busy) as busy:
         harness = await start_delivery()
         await harness.send(["alice@x.test"])
         [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
     assert busy.connections == 1
-    assert delivered.mx_host is not None and delivered.mx_host.startswith("mx2.x.test")
+    assert named(delivered, "mx2.x.test")
 
 
 async def test_4xx_to_ehlo_moves_on_to_the_next_mx(
     start_delivery: StartDelivery, sink: SmtpSink
 ) -> None:
-    async with ScriptedServer("127.0.0.2", sink.port, "220 hi", reply="451 4.3.0 later") as mx1:
+    later = Mode(greeting=b"220 hi\r\n", ehlo=b"451 4.3.0 later\r\n")
+    async with Remote("127.0.0.2", sink.port, later) as mx1:
         harness = await start_delivery()
         await harness.send(["alice@x.test"])
         [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@x.test")
-    assert mx1.lines[0] == "EHLO relay.test"
-    assert delivered.mx_host is not None and delivered.mx_host.startswith("mx2.x.test")
+    assert mx1.commands[0] == "EHLO relay.test"
+    assert named(delivered, "mx2.x.test")
 
 
 async def test_all_mx_down_defers_with_backoff(
@@ -69,7 +74,7 @@ async def test_all_mx_down_defers_with_backoff(
     await harness.send(["alice@down.test"])
     [deferred] = await harness.wait_for(EventKind.DEFERRED, "alice@down.test")
     assert deferred.reply is not None and deferred.reply.enhanced == "4.4.1"
-    assert deferred.mx_host is not None and deferred.mx_host.startswith("mx3.x.test")
+    assert named(deferred, "mx3.x.test")
     assert deferred.next_attempt_at is not None
     assert 299 <= (deferred.next_attempt_at - deferred.at).total_seconds() <= 301
 
@@ -82,7 +87,7 @@ async def test_cname_mx_target_is_followed(
     harness = await start_delivery()
     await harness.send(["alice@alias.test"])
     [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@alias.test")
-    assert delivered.mx_host == f"mail.alias.test[127.0.0.1]:{sink.port}"
+    assert delivered.mx == Peer(name="mail.alias.test", ip="127.0.0.1", port=sink.port)
 
 
 async def test_ipv6_address_is_used_when_present(
@@ -99,7 +104,7 @@ async def test_ipv6_address_is_used_when_present(
         harness = await start_delivery()
         await harness.send(["alice@six.test"])
         [delivered] = await harness.wait_for(EventKind.DELIVERED, "alice@six.test")
-        assert delivered.mx_host == f"mx6.six.test[::1]:{smtp_port}"
+        assert delivered.mx == Peer(name="mx6.six.test", ip="::1", port=smtp_port)
         assert len(sink6.wait_for(1, 5)) == 1
     finally:
         sink6.stop()
@@ -120,6 +125,6 @@ async def test_silent_server_times_out_and_the_next_mx_is_used(
     finally:
         server.close()
         await server.wait_closed()
-    assert delivered.mx_host is not None and delivered.mx_host.startswith("mx2.x.test")
-    mx1 = [t for t in harness.of(EventKind.CONVERSATION) if (t.mx_host or "").startswith("mx1")]
+    assert named(delivered, "mx2.x.test")
+    mx1 = [t for t in harness.of(EventKind.CONVERSATION) if named(t, "mx1.x.test")]
     assert any("4.4.1" in line and "imed out" in line for line in mx1[0].transcript or [])

@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 async def test_only_the_temporarily_failed_recipient_is_retried(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery(retry_schedule="1s")
+    harness = await routed(retry_schedule="1s")
     await harness.send(["ok@x.test", "flaky1-t@x.test", "permfail@x.test"])
 
     await harness.wait_for(EventKind.DELIVERED, "flaky1-t@x.test", timeout=20)

@@ -8,36 +8,33 @@ import email.policy
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
+from tests.integration.delivery.harness import sink_mx
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-
-
 async def test_550_at_rcpt_bounces_with_the_remote_reply_and_one_dsn(
-    start_delivery: StartDelivery, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    harness = await start_delivery()
+    harness = await routed()
     envelope = await harness.send(["permfail@x.test", "ok@x.test"])
 
     [bounced] = await harness.wait_for(EventKind.BOUNCED, "permfail@x.test")
     assert bounced.reply is not None
     assert (bounced.reply.code, bounced.reply.enhanced) == (550, "5.1.1")
     assert bounced.reply.text == "No such user here"
-    assert bounced.mx_host == f"mx.x.test[127.0.0.1]:{sink.port}"
+    assert bounced.mx == sink_mx(sink.port)
     assert bounced.reason == "remote replied to RCPT TO"
     await harness.wait_for(EventKind.DELIVERED, "ok@x.test")
     [dsn_sent] = await harness.wait_for(EventKind.DSN_SENT)
     assert dsn_sent.rcpt_to == ("permfail@x.test",)
 
     await harness.flush(1)
+    [talk] = harness.of(EventKind.CONVERSATION)
+    assert bounced.session_id is not None and bounced.session_id == talk.session_id
+    assert bounced.tls is None  # the sink offers no STARTTLS
     [dsn] = harness.submitted
     dsn_envelope = dsn.envelope()
     assert dsn_envelope.mail_from == ""
@@ -57,8 +54,8 @@ async def test_550_at_rcpt_bounces_with_the_remote_reply_and_one_dsn(
     assert harness.of(EventKind.DEFERRED) == []
 
 
-async def test_no_dsn_for_a_null_sender(start_delivery: StartDelivery, sink: SmtpSink) -> None:
-    harness = await start_delivery()
+async def test_no_dsn_for_a_null_sender(routed: Routed, sink: SmtpSink) -> None:
+    harness = await routed()
     await harness.send(["permfail@x.test"], mail_from="")
     await harness.wait_for(EventKind.BOUNCED, "permfail@x.test")
     await harness.flush(1)
@@ -66,8 +63,8 @@ async def test_no_dsn_for_a_null_sender(start_delivery: StartDelivery, sink: Smt
     assert harness.of(EventKind.DSN_SENT) == []
 
 
-async def test_a_bounce_is_never_bounced(start_delivery: StartDelivery, sink: SmtpSink) -> None:
-    harness = await start_delivery()
+async def test_a_bounce_is_never_bounced(routed: Routed, sink: SmtpSink) -> None:
+    harness = await routed()
     await harness.send(["permfail@x.test"], mail_from="postmaster@example.org", is_bounce=True)
     await harness.wait_for(EventKind.BOUNCED, "permfail@x.test")
     await harness.flush(1)

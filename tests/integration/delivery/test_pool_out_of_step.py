@@ -15,18 +15,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
+from tests.integration.delivery.conftest import Routed
 from tests.integration.delivery.harness import DeliveryHarness
-from tests.support.dns_server import DnsServer
 from tests.support.remote import Remote
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
 
 
 def out_of_step() -> float:
@@ -61,11 +54,11 @@ def assert_delivered_only_with_body(harness: DeliveryHarness, remote: Remote) ->
 
 @pytest.mark.parametrize("mode", ["double-reply", "double-reply-late", "rset-early"])
 async def test_session_with_a_reply_too_many_is_closed_not_reused(
-    start_delivery: StartDelivery, smtp_port: int, mode: str
+    routed: Routed, smtp_port: int, mode: str
 ) -> None:
     before = out_of_step()
     async with Remote("127.0.0.1", smtp_port, mode) as remote:
-        harness = await start_delivery(retry_schedule="1m")
+        harness = await routed(retry_schedule="1m")
         first, second = await two_messages_in_a_row(harness)
         assert remote.connections == 2, "the out-of-step session was used again"
     assert_delivered_only_with_body(harness, remote)
@@ -78,11 +71,11 @@ async def test_session_with_a_reply_too_many_is_closed_not_reused(
 
 
 async def test_early_pipelined_replies_defer_and_the_session_is_not_reused(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
     before = out_of_step()
     async with Remote("127.0.0.1", smtp_port, "early") as remote:
-        harness = await start_delivery(retry_schedule="1m")
+        harness = await routed(retry_schedule="1m")
         await two_messages_in_a_row(harness)
         assert remote.connections == 2, "the out-of-step session was used again"
     assert_delivered_only_with_body(harness, remote)
@@ -91,10 +84,10 @@ async def test_early_pipelined_replies_defer_and_the_session_is_not_reused(
 
 
 async def test_well_behaved_remote_still_gets_both_messages_over_one_session(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
     async with Remote("127.0.0.1", smtp_port, "well-behaved") as remote:
-        harness = await start_delivery(retry_schedule="1m")
+        harness = await routed(retry_schedule="1m")
         await two_messages_in_a_row(harness)
         assert remote.connections == 1
     assert remote.messages == [body(1), body(2)]

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
+from tests.integration.delivery.conftest import Routed
 from tests.support.broker import wait_until
-from tests.support.dns_server import DnsServer
 
 pytestmark = pytest.mark.integration
 
@@ -52,11 +51,9 @@ def postfix_sink(smtp_port: int) -> Iterator[Path]:
 
 
 async def test_smtp_sink_receives_the_canonical_crlf_dot_stuffed_message(
-    start_delivery: StartDelivery, dns: DnsServer, postfix_sink: Path
+    routed: Routed, postfix_sink: Path
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery()
+    harness = await routed()
     await harness.send(["a@x.test", "b@x.test"], body=BODY)
     [event] = await harness.wait_for(EventKind.DELIVERED, "a@x.test", timeout=20)
     await harness.wait_for(EventKind.DELIVERED, "b@x.test")

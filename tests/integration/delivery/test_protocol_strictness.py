@@ -13,9 +13,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from postline.models import Event, EventKind
-from tests.integration.delivery.conftest import StartDelivery
+from postline.reply import SmtpReply
+from tests.integration.delivery.conftest import Routed
 from tests.integration.delivery.harness import BODY, DeliveryHarness
-from tests.support.dns_server import DnsServer
 from tests.support.remote import Remote
 
 pytestmark = pytest.mark.integration
@@ -59,24 +59,18 @@ HANGUPS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-
-
 def delivered_count() -> float:
     name = "postline_delivery_attempts_total"
     return REGISTRY.get_sample_value(name, {"result": "delivered"}) or 0.0
 
 
 async def outcome_of_one_message(
-    start_delivery: StartDelivery, smtp_port: int, mode: str
+    routed: Routed, smtp_port: int, mode: str
 ) -> tuple[DeliveryHarness, Remote]:
     """Send one message to a remote in ``mode``; wait until delivery has finished with it."""
     policy = "required" if mode.startswith("starttls") else "opportunistic"
     async with Remote("127.0.0.1", smtp_port, mode) as remote:
-        harness = await start_delivery(retry_schedule="1m", tls_policy=policy)
+        harness = await routed(retry_schedule="1m", tls_policy=policy)
         await harness.send([RECIPIENT])
         await harness.flush(1)
     return harness, remote
@@ -92,39 +86,43 @@ def only_deferral(harness: DeliveryHarness) -> Event:
     return deferred[0]
 
 
-@pytest.mark.parametrize(("mode", "words"), PROTOCOL_ERRORS)
-async def test_wrong_reply_defers_as_a_protocol_error_with_the_remotes_words(
-    start_delivery: StartDelivery, smtp_port: int, mode: str, words: str
-) -> None:
+async def deferred_once(
+    routed: Routed, smtp_port: int, mode: str, enhanced: str
+) -> tuple[DeliveryHarness, SmtpReply, Event]:
+    """One message to a remote in ``mode``: deferred once with ``451 <enhanced>``, never
+    delivered (not even counted as delivered), never bounced."""
     before = delivered_count()
-    harness, _ = await outcome_of_one_message(start_delivery, smtp_port, mode)
+    harness, _ = await outcome_of_one_message(routed, smtp_port, mode)
     deferred = only_deferral(harness)
     assert deferred.reply is not None
-    assert (deferred.reply.code, deferred.reply.enhanced) == (451, "4.5.0"), str(deferred.reply)
-    assert words in deferred.reply.text, str(deferred.reply)
+    assert (deferred.reply.code, deferred.reply.enhanced) == (451, enhanced), str(deferred.reply)
+    assert delivered_count() == before
+    return harness, deferred.reply, deferred
+
+
+@pytest.mark.parametrize(("mode", "words"), PROTOCOL_ERRORS)
+async def test_wrong_reply_defers_as_a_protocol_error_with_the_remotes_words(
+    routed: Routed, smtp_port: int, mode: str, words: str
+) -> None:
+    harness, reply, deferred = await deferred_once(routed, smtp_port, mode, "4.5.0")
+    assert words in reply.text, str(reply)
     assert deferred.next_attempt_at is not None
     assert (deferred.reason or "").endswith("; retry via tier 1m")
-    assert delivered_count() == before
     lines = [line for talk in harness.of(EventKind.CONVERSATION) for line in talk.transcript or []]
     assert any(words in line for line in lines), lines
 
 
 @pytest.mark.parametrize("mode", HANGUPS)
 async def test_hang_up_at_any_phase_is_a_lost_connection_and_deferred(
-    start_delivery: StartDelivery, smtp_port: int, mode: str
+    routed: Routed, smtp_port: int, mode: str
 ) -> None:
-    before = delivered_count()
-    harness, _ = await outcome_of_one_message(start_delivery, smtp_port, mode)
-    deferred = only_deferral(harness)
-    assert deferred.reply is not None
-    assert (deferred.reply.code, deferred.reply.enhanced) == (451, "4.4.2"), str(deferred.reply)
-    assert delivered_count() == before
+    await deferred_once(routed, smtp_port, mode, "4.4.2")
 
 
 async def test_well_behaved_remote_gets_the_message_and_it_is_delivered(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
-    harness, remote = await outcome_of_one_message(start_delivery, smtp_port, "well-behaved")
+    harness, remote = await outcome_of_one_message(routed, smtp_port, "well-behaved")
     [delivered] = harness.of(EventKind.DELIVERED, RECIPIENT)
     assert delivered.reply is not None and str(delivered.reply) == "250 2.0.0 stored"
     assert remote.messages == [BODY]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
+from tests.integration.delivery.harness import sink_mx
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,7 @@ CASES = [
 
 @pytest.mark.parametrize(("sender", "recipient", "kind", "code", "enhanced"), CASES)
 async def test_reply_decides_the_outcome(
-    start_delivery: StartDelivery,
-    dns: DnsServer,
+    routed: Routed,
     sink: SmtpSink,
     sender: str,
     recipient: str,
@@ -38,25 +37,22 @@ async def test_reply_decides_the_outcome(
     code: int,
     enhanced: str,
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery(retry_schedule="1m")
+    harness = await routed(retry_schedule="1m")
     await harness.send([recipient], mail_from=sender)
     [event] = await harness.wait_for(kind, recipient)
     assert event.reply is not None
     assert (event.reply.code, event.reply.enhanced) == (code, enhanced)
-    assert event.mx_host == f"mx.x.test[127.0.0.1]:{sink.port}"
+    assert event.mx == sink_mx(sink.port)
     await harness.flush(1)
+    assert event.session_id in {t.session_id for t in harness.of(EventKind.CONVERSATION)}
     assert harness.of(EventKind.DELIVERED) == []
     assert sink.messages == []
 
 
 async def test_hang_up_after_the_final_dot_is_deferred_then_delivered_once(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery(retry_schedule="1s")
+    harness = await routed(retry_schedule="1s")
     await harness.send(["hangup1-a@x.test"])
     [deferred] = await harness.wait_for(EventKind.DEFERRED, "hangup1-a@x.test")
     assert deferred.reply is not None

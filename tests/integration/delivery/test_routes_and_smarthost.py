@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
+from postline.models import EventKind, Peer
+from tests.integration.delivery.conftest import MxFor, Routed, StartDelivery
 from tests.support.certs import make_cert
 from tests.support.dns_server import DnsServer
 from tests.support.net import free_port
@@ -25,29 +25,26 @@ def other_sink() -> Iterator[SmtpSink]:
 
 
 async def test_route_sends_a_domain_to_its_next_hop_without_mx_lookup(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink, other_sink: SmtpSink
+    routed: Routed, dns: DnsServer, sink: SmtpSink, other_sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery(routes={"Routed.Test": f"[127.0.0.2]:{other_sink.port}"})
+    harness = await routed(routes={"Routed.Test": f"[127.0.0.2]:{other_sink.port}"})
     await harness.send(["a@routed.test", "b@x.test"])
-    [routed] = await harness.wait_for(EventKind.DELIVERED, "a@routed.test")
+    [event] = await harness.wait_for(EventKind.DELIVERED, "a@routed.test")
     await harness.wait_for(EventKind.DELIVERED, "b@x.test")
-    assert routed.mx_host == f"127.0.0.2[127.0.0.2]:{other_sink.port}"
+    assert event.mx == Peer(name="127.0.0.2", ip="127.0.0.2", port=other_sink.port)
     assert [m.rcpt_tos for m in other_sink.wait_for(1, 5)] == [("a@routed.test",)]
     assert [m.rcpt_tos for m in sink.wait_for(1, 5)] == [("b@x.test",)]
     assert not any(name == "routed.test" for name, _ in dns.queries)
 
 
 async def test_route_without_brackets_uses_the_mx_of_the_hop(
-    start_delivery: StartDelivery, dns: DnsServer, other_sink: SmtpSink
+    start_delivery: StartDelivery, mx_for: MxFor, dns: DnsServer, other_sink: SmtpSink
 ) -> None:
-    dns.add_mx("hub.test", 10, "mx.hub.test")
-    dns.add_a("mx.hub.test", "127.0.0.2")
+    mx_for("hub.test", host="mx.hub.test", address="127.0.0.2")
     harness = await start_delivery(routes={"routed.test": f"hub.test:{other_sink.port}"})
     await harness.send(["a@routed.test"])
     [event] = await harness.wait_for(EventKind.DELIVERED, "a@routed.test")
-    assert event.mx_host == f"mx.hub.test[127.0.0.2]:{other_sink.port}"
+    assert event.mx == Peer(name="mx.hub.test", ip="127.0.0.2", port=other_sink.port)
     assert ("hub.test", "MX") in dns.queries
 
 
@@ -93,32 +90,31 @@ async def test_smarthost_auth_over_tls_delivers_and_never_logs_the_password(
     assert all("s3cret" not in e.to_json().decode() for e in harness.events)
 
 
-async def test_smarthost_auth_failure_defers(
-    start_delivery: StartDelivery, auth_smarthost: SmtpSink
+@pytest.mark.parametrize(
+    ("smarthost", "password", "words"),
+    [
+        # the smarthost refuses the password
+        pytest.param("auth_smarthost", "wrong", "535", id="auth-failure-defers"),
+        # the smarthost offers no TLS, so the credentials are never sent
+        pytest.param("other_sink", "s3cret-pw", "unencrypted", id="never-without-tls"),
+    ],
+)
+async def test_smarthost_that_does_not_authenticate_us_defers_without_sending(
+    start_delivery: StartDelivery,
+    request: pytest.FixtureRequest,
+    smarthost: str,
+    password: str,
+    words: str,
 ) -> None:
+    server: SmtpSink = request.getfixturevalue(smarthost)
     harness = await start_delivery(
-        smarthost=f"[127.0.0.2]:{auth_smarthost.port}",
+        smarthost=f"[127.0.0.2]:{server.port}",
         smarthost_username="postline",
-        smarthost_password="wrong",
+        smarthost_password=password,
         retry_schedule="1m",
     )
     await harness.send(["a@one.test"])
     [deferred] = await harness.wait_for(EventKind.DEFERRED, "a@one.test")
     assert deferred.reply is not None and deferred.reply.enhanced == "4.7.0"
-    assert "535" in deferred.reply.text
-
-
-async def test_smarthost_credentials_are_never_sent_without_tls(
-    start_delivery: StartDelivery, other_sink: SmtpSink
-) -> None:
-    harness = await start_delivery(
-        smarthost=f"[127.0.0.2]:{other_sink.port}",
-        smarthost_username="postline",
-        smarthost_password="s3cret-pw",
-        retry_schedule="1m",
-    )
-    await harness.send(["a@one.test"])
-    [deferred] = await harness.wait_for(EventKind.DEFERRED, "a@one.test")
-    assert deferred.reply is not None and deferred.reply.enhanced == "4.7.0"
-    assert "unencrypted" in deferred.reply.text
-    assert other_sink.messages == []
+    assert words in deferred.reply.text
+    assert server.messages == []

@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 async def test_recipient_is_retried_through_the_tier_queue_until_delivered(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery(retry_schedule="1s")
+    harness = await routed(retry_schedule="1s")
     envelope = await harness.send(["flaky2-a@x.test"])
 
     [delivered] = await harness.wait_for(EventKind.DELIVERED, "flaky2-a@x.test", timeout=20)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 from postline.models import Event, EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import Routed
 from tests.support.remote import Remote
 
 pytestmark = pytest.mark.integration
@@ -18,15 +17,9 @@ pytestmark = pytest.mark.integration
 RECIPIENT = "rcpt@x.test"
 
 
-@pytest.fixture(autouse=True)
-def mx(dns: DnsServer) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-
-
-async def deferral(start_delivery: StartDelivery, smtp_port: int, mode: str) -> Event:
+async def deferral(routed: Routed, smtp_port: int, mode: str) -> Event:
     async with Remote("127.0.0.1", smtp_port, mode):
-        harness = await start_delivery(retry_schedule="1m")
+        harness = await routed(retry_schedule="1m")
         await harness.send([RECIPIENT])
         await harness.flush(1)
     kinds = [(e.kind.value, str(e.reply), e.reason) for e in harness.events if e.recipient]
@@ -36,9 +29,9 @@ async def deferral(start_delivery: StartDelivery, smtp_port: int, mode: str) -> 
 
 
 async def test_timeout_after_the_final_dot_is_not_a_reply_to_data(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
-    deferred = await deferral(start_delivery, smtp_port, "end-silent")
+    deferred = await deferral(routed, smtp_port, "end-silent")
     assert deferred.reply is not None
     assert (deferred.reply.code, deferred.reply.enhanced) == (451, "4.4.2")
     assert "after end of data" in deferred.reply.text
@@ -46,16 +39,16 @@ async def test_timeout_after_the_final_dot_is_not_a_reply_to_data(
 
 
 async def test_over_long_greeting_is_a_greeting_failure_not_a_connection_failure(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
-    deferred = await deferral(start_delivery, smtp_port, "greeting-long")
+    deferred = await deferral(routed, smtp_port, "greeting-long")
     assert deferred.reason == "failed at greeting; retry via tier 1m"
 
 
 async def test_malformed_reply_line_is_shown_as_the_remote_sent_it(
-    start_delivery: StartDelivery, smtp_port: int
+    routed: Routed, smtp_port: int
 ) -> None:
-    deferred = await deferral(start_delivery, smtp_port, "rcpt-malformed")
+    deferred = await deferral(routed, smtp_port, "rcpt-malformed")
     assert deferred.reply is not None
     assert "'25 words-malformed'" in deferred.reply.text, str(deferred.reply)
     assert deferred.reason == "failed at RCPT TO; retry via tier 1m"

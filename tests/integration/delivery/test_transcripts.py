@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from postline.models import EventKind
-from tests.integration.delivery.conftest import StartDelivery
-from tests.support.dns_server import DnsServer
+from tests.integration.delivery.conftest import MxFor, Routed, StartDelivery
+from tests.integration.delivery.harness import sink_mx
 from tests.support.sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -15,17 +15,15 @@ BODY = b"Subject: private\r\n\r\nThe password is hunter2.\r\n"
 
 
 async def test_transcript_records_the_dialogue_without_the_body(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    routed: Routed, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "mx.x.test")
-    dns.add_a("mx.x.test", "127.0.0.1")
-    harness = await start_delivery()
+    harness = await routed()
     envelope = await harness.send(["ok@x.test", "permfail@x.test"], body=BODY)
     await harness.flush(1)
     [talk] = harness.of(EventKind.CONVERSATION)
     assert talk.message_id == envelope.message_id
     assert talk.session_id and len(talk.session_id) >= 8
-    assert talk.mx_host == f"mx.x.test[127.0.0.1]:{sink.port}"
+    assert talk.mx == sink_mx(sink.port)
     assert talk.rcpt_to == ("ok@x.test", "permfail@x.test")
     assert talk.attempt == 1
     lines = talk.transcript or []
@@ -41,16 +39,14 @@ async def test_transcript_records_the_dialogue_without_the_body(
 
 
 async def test_each_failed_connection_gets_its_own_transcript(
-    start_delivery: StartDelivery, dns: DnsServer, sink: SmtpSink
+    start_delivery: StartDelivery, mx_for: MxFor, sink: SmtpSink
 ) -> None:
-    dns.add_mx("x.test", 10, "down.x.test")
-    dns.add_mx("x.test", 20, "mx.x.test")
-    dns.add_a("down.x.test", "127.0.0.3")
-    dns.add_a("mx.x.test", "127.0.0.1")
+    mx_for("x.test", host="down.x.test", address="127.0.0.3", preference=10)
+    mx_for("x.test", preference=20)  # the sink: tried after the host that is down
     harness = await start_delivery()
     await harness.send(["ok@x.test"])
     await harness.flush(1)
     down, up = harness.of(EventKind.CONVERSATION)
-    assert down.mx_host is not None and down.mx_host.startswith("down.x.test")
+    assert down.mx is not None and down.mx.name == "down.x.test"
     assert down.session_id != up.session_id
     assert any(line.startswith("failed: 451 4.4.1") for line in down.transcript or [])

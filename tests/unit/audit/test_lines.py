@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from postline.audit.lines import COMMON, KEYS, ROUTES, Trail, format_line, trail_for
-from postline.models import Event, EventKind
+from postline.models import Event, EventKind, Peer, TlsInfo
 from postline.reply import reply
 
 AT = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -65,10 +67,12 @@ def test_delivered_line_has_the_success_trail_fields() -> None:
             event_id="e1",
             mail_from="mary@company.test",
             recipient="john@partner.test",
-            mx_host="mx1.partner.test",
+            mx=Peer(name="mx1.partner.test", ip="192.0.2.1", port=25),
             reply=reply(250, "2.0.0", "Ok: queued as ABC"),
             attempt=3,
             queued_seconds=12.5,
+            session_id="S1",
+            tls=TlsInfo(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", verified=False),
         )
     )
     assert parsed(line) == {
@@ -78,10 +82,55 @@ def test_delivered_line_has_the_success_trail_fields() -> None:
         "event_id": "e1",
         "mail_from": "mary@company.test",
         "recipient": "john@partner.test",
-        "mx_host": "mx1.partner.test",
+        "mx_host": "mx1.partner.test[192.0.2.1]:25",
         "reply": {"code": 250, "enhanced": "2.0.0", "text": "Ok: queued as ABC"},
         "attempts": 3,
         "queued_seconds": 12.5,
+        "session_id": "S1",
+        "tls": {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", "verified": False},
+    }
+
+
+VERSION_1 = {  # what a delivery service before event version 2 published
+    "version": 1,
+    "event_id": "e0",
+    "kind": "delivered",
+    "at": "2026-03-04T05:06:07.123456+00:00",
+    "service": "delivery",
+    "message_id": "4Q8ZT1K2M7XHBN3C",
+    "recipient": "john@partner.test",
+    "attempt": 1,
+    "mx_host": "mx1.partner.test[192.0.2.1]:25",
+}
+
+
+@pytest.mark.parametrize("kind", ["delivered", "bounced", "deferred", "conversation"])
+def test_a_version_1_event_with_only_mx_host_still_writes_it_as_sent(kind: str) -> None:
+    old = Event.from_json(json.dumps({**VERSION_1, "kind": kind}).encode())
+    line = parsed(format_line(old))
+    assert line["mx_host"] == "mx1.partner.test[192.0.2.1]:25"
+    assert tuple(line) == KEYS[trail_for(old.kind)]
+
+
+def test_a_host_reached_by_name_only_is_written_by_name() -> None:
+    line = parsed(format_line(event(EventKind.DEFERRED, mx=Peer(name="mx.partner.test"))))
+    assert line["mx_host"] == "mx.partner.test"
+
+
+def test_an_ipv6_host_is_written_postfix_style() -> None:
+    mx = Peer(name="mx6.partner.test", ip="2001:db8::1", port=25)
+    line = parsed(format_line(event(EventKind.BOUNCED, mx=mx)))
+    assert line["mx_host"] == "mx6.partner.test[2001:db8::1]:25"
+
+
+def test_the_received_line_carries_the_clients_session_and_tls() -> None:
+    tls = TlsInfo(version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256")
+    line = parsed(format_line(event(EventKind.RECEIVED, session_id="c1", tls=tls)))
+    assert line["session_id"] == "c1"
+    assert line["tls"] == {
+        "version": "TLSv1.3",
+        "cipher": "TLS_AES_128_GCM_SHA256",
+        "verified": None,  # ingress does not ask clients for certificates
     }
 
 
@@ -158,3 +207,13 @@ def test_times_are_written_in_utc() -> None:
 def test_non_finite_numbers_become_null_instead_of_invalid_json() -> None:
     line = parsed(format_line(event(EventKind.DELIVERED, queued_seconds=float("nan"))))
     assert line["queued_seconds"] is None
+
+
+def test_docs_list_the_keys_each_trail_writes_in_order() -> None:
+    """docs/audit.md is the operators' reference: its key list per file is what is written."""
+    docs = (Path(__file__).parents[3] / "docs" / "audit.md").read_text()
+    for trail in Trail:
+        section = docs.split(f"### `{trail.value}`", 1)[1]
+        listed = re.search(r"^`(at, kind, [^`]+)`$", section, re.M)
+        assert listed is not None, trail
+        assert tuple(listed.group(1).split(", ")) == KEYS[trail], trail

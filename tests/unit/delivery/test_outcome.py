@@ -7,21 +7,25 @@ from datetime import UTC, datetime
 
 import pytest
 
-from postline.delivery.outcome import recipient_events, settle
+from postline.delivery.engine import Conversation
+from postline.delivery.outcome import conversation_events, recipient_events, settle
 from postline.delivery.retry import RetryPlan
-from postline.delivery.transaction import Decision
+from postline.delivery.transaction import Decision, Where
 from postline.delivery.trouble import Phase
 from postline.dsn import FailedRecipient, bounce
-from postline.models import Envelope, EventKind
+from postline.models import Envelope, Event, EventKind, Peer, TlsInfo
 from postline.reply import SmtpReply
 
 LATER = RetryPlan("1m", datetime(2025, 1, 1, 0, 1, tzinfo=UTC))
 EXPIRED = RetryPlan(None, None)
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
+TLS = TlsInfo(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", verified=True)
+WHERE = Where(Peer(name="mx", ip="192.0.2.1", port=25), "S1", TLS)
+ENVELOPE = Envelope(message_id="M1", mail_from="s@x.test", rcpt_to=("a@x",))
 
 
 def decision(code: int, phase: Phase = Phase.RCPT, remote: bool = True) -> Decision:
-    return Decision(SmtpReply(code=code), phase, "mx[192.0.2.1]:25", remote)
+    return Decision(SmtpReply(code=code), phase, WHERE, remote)
 
 
 def test_2xx_after_the_final_dot_is_delivered_whatever_the_plan() -> None:
@@ -86,7 +90,7 @@ def test_552_at_rcpt_is_deferred() -> None:
 
 def test_event_ids_keep_their_derivation_from_message_attempt_kind_and_recipient() -> None:
     """Ids already in the trails must match what a redelivery derives after an upgrade."""
-    envelope = Envelope(message_id="M1", mail_from="s@x.test", rcpt_to=("a@x",))
+    envelope = ENVELOPE
     outcome = settle("a@x", decision(250, Phase.END_OF_DATA), LATER, 60)
     [event] = recipient_events(envelope, 2, [outcome], NOW)
     key = "postline:M1:2:delivered:a@x"
@@ -96,3 +100,37 @@ def test_event_ids_keep_their_derivation_from_message_attempt_kind_and_recipient
         envelope, b"", failed, reporting_mta="relay.test", service="delivery", attempt=2, now=NOW
     )
     assert sent.event_id == uuid.uuid5(uuid.NAMESPACE_URL, "postline:M1:2:dsn_sent").hex
+
+
+@pytest.mark.parametrize(
+    ("code", "phase", "plan", "kind"),
+    [
+        (250, Phase.END_OF_DATA, LATER, EventKind.DELIVERED),
+        (451, Phase.RCPT, LATER, EventKind.DEFERRED),
+        (550, Phase.RCPT, LATER, EventKind.BOUNCED),
+        (451, Phase.END_OF_DATA, EXPIRED, EventKind.EXPIRED),
+    ],
+)
+def test_every_outcome_event_carries_the_mx_the_session_and_its_tls_as_data(
+    code: int, phase: Phase, plan: RetryPlan, kind: EventKind
+) -> None:
+    outcome = settle("a@x", decision(code, phase), plan, 60)
+    [event] = recipient_events(ENVELOPE, 1, [outcome], NOW)
+    assert event.kind is kind
+    assert (event.mx, event.session_id, event.tls) == (WHERE.mx, "S1", TLS)
+    assert event.mx_host is None, "the name[ip]:port string is rendered by readers only"
+    assert event.version == 2
+    assert Event.from_json(event.to_json()) == event
+
+
+def test_an_outcome_decided_before_any_host_carries_no_mx_and_no_session() -> None:
+    decided = Decision(SmtpReply(code=550, enhanced="5.1.2"), Phase.DNS, None, remote=False)
+    [event] = recipient_events(ENVELOPE, 1, [settle("a@x", decided, LATER, 60)], NOW)
+    assert (event.mx, event.session_id, event.tls) == (None, None, None)
+
+
+def test_conversation_events_carry_the_mx_the_session_and_its_tls_as_data() -> None:
+    talk = Conversation(WHERE, ("> EHLO relay.test", "< 250 mx"))
+    [event] = conversation_events(ENVELOPE, 1, ("a@x",), [talk])
+    assert (event.mx, event.session_id, event.tls) == (WHERE.mx, "S1", TLS)
+    assert event.transcript == ["> EHLO relay.test", "< 250 mx"]

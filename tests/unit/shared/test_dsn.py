@@ -14,7 +14,7 @@ from postline.dsn import (
     status_of,
     wants_dsn,
 )
-from postline.models import Envelope
+from postline.models import Envelope, Peer
 from postline.reply import SmtpReply
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -30,7 +30,9 @@ def build(*failed: FailedRecipient, body: bytes = BODY) -> bytes:
 
 def test_report_has_the_three_parts_and_per_recipient_fields() -> None:
     data = build(
-        FailedRecipient("a@x.test", SmtpReply(code=550, enhanced="5.1.1", text="No"), "mx[1]:25"),
+        FailedRecipient(
+            "a@x.test", SmtpReply(code=550, enhanced="5.1.1", text="No"), Peer(name="mx", ip="1")
+        ),
         FailedRecipient("b@y.test", SmtpReply(code=451, text="later"), None, expired=True),
     )
     report = email.message_from_bytes(data, policy=email.policy.default)
@@ -96,3 +98,15 @@ def test_dsn_envelope_is_a_bounce_from_the_null_sender_to_the_sender() -> None:
         True,
     )
     assert envelope.message_id != ORIGINAL.message_id
+
+
+def test_remote_mta_is_the_mx_name_given_as_data_and_people_read_name_address_port() -> None:
+    mx = Peer(name="mx6.x.test", ip="2001:db8::25", port=2525)
+    data = build(FailedRecipient("a@x.test", SmtpReply(code=550, text="No"), mx)).decode()
+    assert "Remote-MTA: dns; mx6.x.test\r\n" in data
+    assert "<a@x.test>: rejected by mx6.x.test[2001:db8::25]:2525: 550 No" in data
+
+
+def test_no_remote_mta_when_no_host_was_reached() -> None:
+    data = build(FailedRecipient("a@x.test", SmtpReply(code=550, enhanced="5.1.2"), None))
+    assert "Remote-MTA" not in data.decode()

@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,15 @@ def stable_event_id(message_id: str, *parts: object) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, key).hex
 
 
+class RecipientParams(BaseModel):
+    """RFC 3461 parameters of one RCPT: ``NOTIFY`` (None: not given) and ``ORCPT``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    notify: tuple[Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"], ...] | None = None
+    orcpt: str | None = None
+
+
 class Envelope(BaseModel):
     """SMTP envelope and history of one message; stable ``message_id`` across retries."""
 
@@ -74,6 +84,16 @@ class Envelope(BaseModel):
     attempt: int = Field(default=0, ge=0, description="Delivery attempts already made.")
     first_attempt_at: datetime | None = None
     is_bounce: bool = Field(default=False, description="A DSN made by Postline: never bounced.")
+    ret: Literal["FULL", "HDRS"] | None = Field(
+        default=None, description="RFC 3461 RET: what a DSN returns of the message."
+    )
+    envid: str | None = Field(default=None, description="RFC 3461 ENVID (xtext decoded).")
+    rcpt_params: dict[str, RecipientParams] = Field(
+        default_factory=dict, description="RFC 3461 NOTIFY and ORCPT per recipient address."
+    )
+    delay_warned: bool = Field(
+        default=False, description="A delay warning (Action: delayed) was already sent."
+    )
 
     def to_header(self) -> str:
         return self.model_dump_json(exclude_defaults=False)
@@ -96,6 +116,10 @@ class EventKind(StrEnum):
     DSN_SENT = "dsn_sent"
     PARKED = "parked"
     CONVERSATION = "conversation"
+    REFUSED = "refused"  # ingress refused a command: no message exists
+    DISCARDED = "discarded"  # a filter dropped the message on purpose (audited, no DSN)
+    DELAYED = "delayed"  # a delay warning DSN was sent (RFC 3464 Action: delayed)
+    OPERATOR = "operator"  # an operator acted on waiting mail (postline queue)
 
 
 class Peer(BaseModel):
@@ -168,6 +192,31 @@ class Event(BaseModel):
     auth_user: str | None = None
     session_id: str | None = None
     transcript: list[str] | None = None
+    helo: str | None = Field(default=None, description="The client's HELO/EHLO name.")
+    header_message_id: str | None = Field(
+        default=None, description="The Message-ID header (received events)."
+    )
+    subject: str | None = Field(
+        default=None, description="The decoded Subject, at most 200 characters (received)."
+    )
+    command: str | None = Field(
+        default=None, description="Refused events: the command refused (CONNECT, AUTH, MAIL...)."
+    )
+    count: int | None = Field(
+        default=None, description="Refused events: how many like it this event stands for."
+    )
+    sampled: bool | None = Field(
+        default=None, description="Refused events: more like it were counted, not each recorded."
+    )
+    action: str | None = Field(
+        default=None, description="Operator events: retry, delete, hold, release, bounce."
+    )
+    actor: str | None = Field(
+        default=None, description="Operator events: who (API token name or OS user)."
+    )
+    stage: str | None = Field(
+        default=None, description="Parked events: the queue the message was parked from."
+    )
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

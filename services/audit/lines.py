@@ -3,8 +3,9 @@
 Routing by ``kind`` (the four file names are the operators' contract):
 
 * ``OutboundAuditTrailSuccess.log``  delivered
-* ``OutboundAuditTrailFailure.log``  bounced, expired, rejected
-* ``SmtpQueue.log``                  received, filtered, deferred, dsn_sent, parked
+* ``OutboundAuditTrailFailure.log``  bounced, expired, rejected, discarded
+* ``SmtpQueue.log``                  received, filtered, deferred, dsn_sent, parked, refused,
+  delayed, operator
 * ``SMTPOutboundConversation.log``   conversation
 
 Each line is one JSON object with a fixed key list per trail (``KEYS``), in
@@ -54,6 +55,10 @@ ROUTES: dict[EventKind, Trail] = {
     EventKind.DSN_SENT: Trail.QUEUE,
     EventKind.PARKED: Trail.QUEUE,
     EventKind.CONVERSATION: Trail.CONVERSATION,
+    EventKind.REFUSED: Trail.QUEUE,
+    EventKind.DISCARDED: Trail.FAILURE,
+    EventKind.DELAYED: Trail.QUEUE,
+    EventKind.OPERATOR: Trail.QUEUE,
 }
 
 COMMON = ("at", "kind", "message_id", "event_id")

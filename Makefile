@@ -10,7 +10,7 @@ PY313  ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/
 VENV313 ?= .venv-3.13
 STAMP313 := $(VENV313)/.installed
 
-.PHONY: install broker run test lint typecheck unit unit-3.13 integration e2e bench clean
+.PHONY: install broker run test test-cluster lint typecheck unit unit-3.13 integration e2e bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ e2e: install broker
 
 test: install broker lint unit-3.13  ## everything CI runs
 	$(BIN)/pytest
+
+# A real three-node RabbitMQ cluster on loopback (tests/cluster/rabbit.py starts it; the
+# machine's broker is not touched). POSTLINE_CLUSTER_SCALE=small is CI's size.
+POSTLINE_CLUSTER_SCALE ?= full
+test-cluster: install  ## kill -9 of broker nodes under load, 0 lost (docs/operations.md)
+	POSTLINE_CLUSTER_SCALE=$(POSTLINE_CLUSTER_SCALE) $(BIN)/pytest -p no:cacheprovider -rs -s tests/cluster
 
 bench: install broker  ## load test (see docs/benchmarks.md)
 	bench/run

@@ -48,6 +48,7 @@ def topology_for(settings: Settings) -> Topology:
         settings.delivery.retry_schedule,
         delivery_limit=settings.broker.delivery_limit,
         max_queue_length=settings.broker.max_queue_length,
+        quorum_size=settings.broker.quorum_size,
     )
 
 

@@ -13,7 +13,17 @@ Contract:
   eventually parks a message that keeps failing. Handlers must await their own
   publishes before returning: that is "ack after hand-off".
 * Publishing and consuming use separate connections (a resource alarm blocks
-  publishers only). Both reconnect on their own; consumers are restored.
+  publishers only), both to one broker node. With one ``[broker] url`` both
+  reconnect to it on their own (aio-pika's robust connections; a load-balanced
+  name reaches another node) and consumers are restored. With several (one per
+  cluster node, tried in a random order) losing either connection moves the
+  whole bus to the next node: both connections are dropped, publishes in flight
+  fail into ``PublishError``/``PublishUnconfirmed``, and the topology is declared
+  again (``declare`` adopts creation-only arguments) before consumers restart.
+* A nacked publish raises ``PublishError`` as always, and the next publishes go
+  out on a new channel (``_renew_channel``: a RabbitMQ 3.10 quorum-queue quirk).
+* Every message carries the AMQP ``timestamp`` property (when it was published),
+  so RabbitMQ can show how old the head of each queue is.
 * ``drain`` stops taking deliveries and waits for in-flight handlers.
 """
 
@@ -22,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -44,6 +56,8 @@ log = logging.getLogger("postline.bus")
 
 
 FatalCallback = Callable[[str], None]
+RENEW_EVERY = 5.0
+"""Shortest time (s) between two new publishing channels opened after nacks."""
 __all__ = [
     "Bus",
     "Delivery",
@@ -63,6 +77,10 @@ class Bus:
     ) -> None:
         self._broker = broker
         self.topology = topology
+        self._nodes = random.sample(broker.urls, len(broker.urls))  # spread services over nodes
+        self._node = 0
+        self._failing_over = False
+        self._renewed_at = 0.0
         self._name = name
         self._on_fatal = on_fatal
         self._consumers: list[Consumer] = []
@@ -136,6 +154,7 @@ class Bus:
             message_id=message_id,
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=datetime.now(UTC),
         )
         deadline = self._broker.publish_timeout
         sent = asyncio.Event()
@@ -153,7 +172,12 @@ class Bus:
         await channel.get_underlay_channel()  # a robust channel waits here while reconnecting
         if not channel.is_closed:
             sent.set()  # from here on the broker may get it, whatever we hear back
-        await target.publish(message, routing_key, mandatory=True)
+        try:
+            await target.publish(message, routing_key, mandatory=True)
+        except aio_pika.exceptions.DeliveryError as error:
+            if error.message is None:  # a nack (a return carries the message)
+                self._spawn(self._renew_channel(channel))
+            raise
 
     async def publish_stage(
         self, stage: Stage, body: bytes, envelope: Envelope, *, patient: bool = True
@@ -197,55 +221,108 @@ class Bus:
 
     # -- connecting ------------------------------------------------------------------------
     async def _connect_forever(self) -> None:
-        delay = 0.5
+        """Connect to one node after another until one takes the topology and consumers."""
+        delay, tried = 0.5, 0
         while True:
+            url = self._nodes[self._node]
             try:
-                await self._connect_once()
+                await self._connect_once(url)
                 return
             except TopologyMismatch as error:
                 self._on_fatal(str(error))
                 return
             except Exception as error:
                 log.warning(
-                    "broker not reachable (%s: %s); retrying in %.1fs",
+                    "broker node %s not usable (%s: %s)",
+                    _safe(url),
                     type(error).__name__,
                     error,
-                    delay,
                 )
                 await self._discard_connections()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                self._node = (self._node + 1) % len(self._nodes)
+                tried += 1
+                if tried % len(self._nodes) == 0:  # every node failed once: back off
+                    log.warning("no broker node usable; retrying in %.1fs", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
 
-    async def _connect_once(self) -> None:
-        self._publisher = await self._open("publish")
-        await declare(self._publisher, self.topology)
+    async def _connect_once(self, url: str) -> None:
+        self._publisher = await self._open("publish", url)
+        self.topology = await declare(self._publisher, self.topology)
         channel = await self._publisher.channel(publisher_confirms=True, on_return_raises=True)
         self._channel = channel
         for name in (self.topology.work_exchange, self.topology.delay_exchange):
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         if self._consumers:
-            self._consumer_conn = await self._open("consume")
+            self._consumer_conn = await self._open("consume", url)
             for consumer in self._consumers:
                 name = self.topology.queue_name(consumer.stage)
                 spec = next(q for q in self.topology.queues if q.name == name)
                 await consumer.start(self._consumer_conn, spec, self._announce_parked)
         self._connected.set()
-        log.info("connected to the broker", extra={"namespace": self.topology.namespace})
+        log.info(
+            "connected to the broker",
+            extra={"namespace": self.topology.namespace, "broker": _safe(url)},
+        )
 
-    async def _open(self, role: str) -> AbstractRobustConnection:
+    async def _open(self, role: str, url: str) -> AbstractRobustConnection:
         """A robust connection, remembered *before* it connects.
 
         ``connect()`` starts a reconnecting task of its own: if we are cancelled
         while it runs (a service stopping during start-up), the connection must
         still be closable, or it would reconnect forever in a dying process.
+        With several nodes, its loss moves the bus to another node (``_lost``).
         """
         connection = aio_pika.RobustConnection(
-            aio_pika.connection.make_url(self._broker.url),
+            aio_pika.connection.make_url(url),
             client_properties={"connection_name": f"{self._name}-{role}"},
         )
         self._connections.append(connection)
+        if len(self._nodes) > 1:
+            connection.close_callbacks.add(self._lost)
         await connection.connect(timeout=10)
         return connection
+
+    def _lost(self, connection: object, error: BaseException | None) -> None:
+        """A connection closed: unless we closed it, move the bus to the next node."""
+        if connection not in self._connections or self._failing_over or self._draining:
+            return
+        log.warning("lost the broker node %s (%s)", _safe(self._nodes[self._node]), error)
+        self._failing_over = True
+        self._connected.clear()
+        self._spawn(self._fail_over())
+
+    async def _fail_over(self) -> None:
+        try:
+            await self._discard_connections()
+            self._node = (self._node + 1) % len(self._nodes)
+            await self._connect_forever()
+        finally:
+            self._failing_over = False
+
+    async def _renew_channel(self, nacked: aio_pika.abc.AbstractChannel) -> None:
+        """Publish on a fresh channel after ``nacked`` nacked (at most every RENEW_EVERY s).
+
+        RabbitMQ 3.10 can leave a channel that published to a quorum queue during
+        a leader election nacking every later publish to it: a new channel starts
+        afresh. The old one is closed once its last confirms are due.
+        """
+        now = asyncio.get_running_loop().time()
+        if self._channel is not nacked or self._publisher is None or now < self._renewed_at:
+            return
+        self._renewed_at = now + RENEW_EVERY
+        try:
+            channel = await self._publisher.channel(publisher_confirms=True, on_return_raises=True)
+            exchanges = {n: await channel.get_exchange(n, ensure=False) for n in self._exchanges}
+        except Exception as error:  # the connection is going: reconnecting makes a new one
+            log.warning("no new publishing channel (%s)", error)
+            return
+        if self._channel is nacked:
+            self._channel, self._exchanges = channel, exchanges
+            log.info("publishing on a new channel after a nack")
+        await asyncio.sleep(self._broker.publish_timeout * LATE_CONFIRM_FACTOR)
+        with contextlib.suppress(Exception):
+            await nacked.close()
 
     async def _discard_connections(self) -> None:
         connections, self._connections = self._connections, []
@@ -287,3 +364,9 @@ class Bus:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parsed = aio_pika.connection.make_url(url)
+    return str(parsed.with_password("***") if parsed.password else parsed)

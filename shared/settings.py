@@ -20,12 +20,13 @@ identity, which every service uses unless its own section overrides it) and
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -44,15 +45,41 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the key(s) and why."""
 
 
+_AMQP_URL = re.compile(r"^amqps?://\S+$")
+
+
+def _broker_urls(value: object) -> object:
+    """One URL, a list of them, or several separated by spaces -> one space-separated string.
+
+    A space never occurs in a URL, so the canonical form stays a plain ``str``
+    (what every single-node tool expects) while ``BrokerSettings.urls`` splits it.
+    """
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError("expected an AMQP URL or a non-empty list of them")
+    for item in items:
+        if not isinstance(item, str) or not _AMQP_URL.match(item):
+            raise ValueError(f"{item!r} is not an amqp:// or amqps:// URL")
+    return " ".join(items)
+
+
+BrokerUrls = Annotated[str, BeforeValidator(_broker_urls)]
+"""``[broker] url``: validated, canonical space-separated form (see ``_broker_urls``)."""
+
+
 class BrokerSettings(BaseModel):
     """``[broker]``: how to reach RabbitMQ and how the topology is shaped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(
+    url: BrokerUrls = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",
-        pattern=r"^amqps?://",
-        description="AMQP URL of RabbitMQ.",
+        description=(
+            "AMQP URL of RabbitMQ, or several: one per cluster node (a TOML list, or URLs"
+            " separated by spaces in an environment variable or secret file), or one"
+            " load-balanced name. Each service connects to one of them (in random order) and"
+            " moves to another when that node fails."
+        ),
     )
     namespace: str = Field(
         default="postline",
@@ -80,6 +107,21 @@ class BrokerSettings(BaseModel):
     watchdog_timeout: Duration = Field(
         default=120.0, description="Exit non-zero after this long without a live consumer."
     )
+    quorum_size: int = Field(
+        default=3,
+        ge=1,
+        le=9,
+        description=(
+            "Initial number of replicas of each quorum queue (x-quorum-initial-group-size);"
+            " RabbitMQ caps it at the cluster's size. Only used when a queue is created: an"
+            " existing queue keeps its members (grow it with rabbitmq-queues grow)."
+        ),
+    )
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every broker URL, in the order configured."""
+        return tuple(self.url.split())
 
 
 class RelaySettings(BaseModel):

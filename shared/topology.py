@@ -13,14 +13,21 @@ Names (``<ns>`` is ``[broker] namespace``):
 * ``<ns>.parked`` (fanout) -> quorum queue ``<ns>.parked``: poison messages,
   kept for operators, never dropped.
 
-``build_topology`` is pure; ``declare`` applies it idempotently and turns an
-argument mismatch with an existing queue into ``TopologyMismatch``.
+Every queue is created with ``x-quorum-initial-group-size`` (``[broker]
+quorum_size``), an argument that matters only at creation: ``declare`` adopts
+an existing queue's value of it instead of failing (older queues have none).
+
+``build_topology`` is pure; ``declare`` applies it idempotently, returns the
+arguments in force, and turns any other argument mismatch with an existing
+queue into ``TopologyMismatch`` (docs/operations.md says how to change one).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -29,7 +36,17 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from postline.values import format_duration
 
+log = logging.getLogger("postline.topology")
+
 TIER_HEADER = "postline-tier"
+INITIAL_GROUP_SIZE = "x-quorum-initial-group-size"
+CREATION_ONLY = frozenset({INITIAL_GROUP_SIZE})
+"""Queue arguments that matter only when RabbitMQ creates the queue. RabbitMQ still
+compares them on a redeclare, so an existing queue's value is adopted, not fought."""
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<key>[^']+)' .* but current is "
+    r"(?:none|'(?P<plain>-?\d+)'|the value '(?P<typed>-?\d+)' of type '\w+')"
+)
 
 
 class Stage(StrEnum):
@@ -104,8 +121,13 @@ def build_topology(
     *,
     delivery_limit: int,
     max_queue_length: int,
+    quorum_size: int = 3,
 ) -> Topology:
-    """The topology for ``namespace`` with one tier per distinct delay."""
+    """The topology for ``namespace`` with one tier per distinct delay.
+
+    Every queue is a quorum queue of ``quorum_size`` initial members (RabbitMQ
+    caps that at the cluster's size).
+    """
     delays = sorted(set(retry_delays))
     tiers = tuple(tier_name(delay) for delay in delays)
     names = Topology(namespace, tiers, (), (), ())  # the naming rules, before the specs
@@ -115,7 +137,7 @@ def build_topology(
         ExchangeSpec(delay_x, "headers"),
         ExchangeSpec(parked, "fanout"),
     )
-    quorum: dict[str, Any] = {"x-queue-type": "quorum"}
+    quorum: dict[str, Any] = {"x-queue-type": "quorum", INITIAL_GROUP_SIZE: quorum_size}
     safe_dead_letter = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
     queues = [
         QueueSpec(
@@ -150,30 +172,66 @@ def build_topology(
     return Topology(namespace, tiers, exchanges, tuple(queues), tuple(bindings))
 
 
-async def declare(connection: AbstractConnection, topology: Topology) -> None:
-    """Declare everything (idempotent). Raises ``TopologyMismatch`` on conflicting arguments.
+async def declare(connection: AbstractConnection, topology: Topology) -> Topology:
+    """Declare everything (idempotent); return ``topology`` with the arguments in force.
 
-    Uses its own channel, because a failed declaration closes the channel.
+    A queue that exists with another value of a ``CREATION_ONLY`` argument keeps
+    it (the value is adopted, logged, and the rest still checked); any other
+    conflicting argument raises ``TopologyMismatch``. Uses its own channels,
+    because a failed declaration closes the channel.
     """
     channel: AbstractChannel = await connection.channel(publisher_confirms=False)
+    queues: list[QueueSpec] = []
     try:
         for spec in topology.exchanges:
             await channel.declare_exchange(spec.name, spec.type, durable=True)
         for queue_spec in topology.queues:
-            await channel.declare_queue(
-                queue_spec.name, durable=True, arguments=queue_spec.arguments
-            )
+            in_force, channel = await _declare_queue(connection, channel, queue_spec)
+            queues.append(in_force)
         for binding in topology.bindings:
             queue = await channel.get_queue(binding.queue, ensure=False)
             await queue.bind(binding.exchange, binding.routing_key, arguments=binding.arguments)
     except aio_pika.exceptions.ChannelPreconditionFailed as error:
         raise TopologyMismatch(
             f"RabbitMQ refused the topology of namespace {topology.namespace!r}: {error}. "
-            "An existing queue has other arguments; delete it or use another namespace."
+            "An existing queue has other arguments; see docs/operations.md (topology "
+            "changes): move to a new namespace, or delete it."
         ) from None
     finally:
         if not channel.is_closed:
             await channel.close()
+    return replace(topology, queues=tuple(queues))
+
+
+async def _declare_queue(
+    connection: AbstractConnection, channel: AbstractChannel, spec: QueueSpec
+) -> tuple[QueueSpec, AbstractChannel]:
+    """Declare one queue, adopting an existing queue's creation-only arguments."""
+    arguments = dict(spec.arguments)
+    while True:
+        try:
+            await channel.declare_queue(spec.name, durable=True, arguments=arguments)
+            return QueueSpec(spec.name, arguments), channel
+        except aio_pika.exceptions.ChannelPreconditionFailed as error:
+            adopted = adopt_existing(arguments, str(error))
+            if adopted is None:
+                raise
+            key, arguments = adopted
+            log.info("queue %s exists: keeping the %s it was created with", spec.name, key)
+            channel = await connection.channel(publisher_confirms=False)
+
+
+def adopt_existing(arguments: dict[str, Any], refusal: str) -> tuple[str, dict[str, Any]] | None:
+    """(key, ``arguments`` with the existing queue's value of ``key``) when RabbitMQ's
+    ``PRECONDITION_FAILED`` text names a creation-only argument; ``None`` otherwise."""
+    found = _INEQUIVALENT.search(refusal)
+    if found is None or found["key"] not in CREATION_ONLY:
+        return None
+    adopted = {k: v for k, v in arguments.items() if k != found["key"]}
+    current = found["plain"] or found["typed"]
+    if current is not None:
+        adopted[found["key"]] = int(current)
+    return (found["key"], adopted) if adopted != arguments else None
 
 
 async def delete(connection: AbstractConnection, topology: Topology) -> None:

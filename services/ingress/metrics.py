@@ -65,6 +65,10 @@ TLS_RELOADS = Counter(
     "Certificate reloads by result (ok, failed).",
     ["result"],
 )
+TLS_CERTIFICATE_EXPIRY = Gauge(
+    "postline_ingress_tls_certificate_expiry_timestamp_seconds",
+    "When the certificate ingress serves expires (notAfter, Unix time); 0 without TLS.",
+)
 
 
 def reply_class(code: int) -> str:

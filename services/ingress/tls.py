@@ -6,6 +6,10 @@ sessions already encrypted keep their keys, new handshakes use the new
 certificate. ``watch`` polls the certificate and key files (mtime, size, inode)
 every ``interval`` seconds, as cert-manager rotates them; a pair that does not
 load (half-written, mismatched) is logged and the previous context stays.
+
+The served certificate's expiry (its ``notAfter``) is exported as
+``postline_ingress_tls_certificate_expiry_timestamp_seconds`` whenever a
+context is built, so an alert sees a renewal that never arrives.
 """
 
 from __future__ import annotations
@@ -30,6 +34,29 @@ def build_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+def expiry(cert: Path) -> float | None:
+    """The ``notAfter`` of the first certificate in ``cert`` (Unix time); None if unreadable.
+
+    The standard library decodes certificates only through ``_ssl._test_decode_cert``;
+    it is what ``ssl`` itself uses in its tests and has been stable since Python 3.4.
+    """
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is None:
+        return None
+    try:
+        not_after = decode(str(cert))["notAfter"]
+        return float(ssl.cert_time_to_seconds(not_after))
+    except (OSError, ssl.SSLError, KeyError, ValueError) as error:
+        log.warning("cannot read the certificate's expiry: %s", error)
+        return None
+
+
+def _export_expiry(cert: Path) -> None:
+    when = expiry(cert)
+    if when is not None:
+        metrics.TLS_CERTIFICATE_EXPIRY.set(when)
+
+
 class TlsContext:
     """The current server context for one certificate/key pair."""
 
@@ -39,6 +66,7 @@ class TlsContext:
         self._interval = interval
         self._stamp = stamps(cert, key)
         self.context = build_context(cert, key)
+        _export_expiry(cert)
 
     async def watch(self) -> None:
         """Reload on change, forever (run as a task; cancel to stop)."""
@@ -62,6 +90,7 @@ class TlsContext:
             log.error("new certificate not loaded, keeping the previous one: %s", error)
             return False
         self.context = context
+        await asyncio.to_thread(_export_expiry, self._cert)
         metrics.TLS_RELOADS.labels("ok").inc()
         log.info("certificate reloaded", extra={"cert": str(self._cert)})
         return True

@@ -219,3 +219,93 @@ async def test_failed_handler_requeues_and_the_retry_acks(broker_settings, buses
 
 async def _empty(url: str, queue: str) -> bool:
     return await queue_depth(url, queue) == 0
+
+
+async def test_bus_with_several_urls_skips_a_node_that_is_down(broker_settings, buses) -> None:
+    direct = broker_settings()
+    down = "amqp://guest:guest@127.0.0.1:1/"
+    settings = make_settings(direct.broker.namespace, broker={"url": [down, BROKER_URL]})
+    assert settings.broker.urls == (down, BROKER_URL)
+    received: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(delivery)
+
+    bus = await buses.start(settings, {Stage.SUBMIT: handler})
+    await bus.publish_stage(Stage.SUBMIT, b"to whichever node is up", envelope())
+    await wait_until(lambda: received, 10, "the message to be consumed")
+    assert bus.ready
+
+
+class InOrder:
+    """Stands in for ``random`` in ``postline.bus``: nodes are tried in the order given."""
+
+    @staticmethod
+    def sample(population: tuple[str, ...], k: int) -> list[str]:
+        return list(population)[:k]
+
+
+async def test_losing_its_node_moves_the_bus_to_the_next_node_and_consuming_resumes(
+    broker_settings, buses, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import postline.bus
+
+    monkeypatch.setattr(postline.bus, "random", InOrder, raising=False)
+    direct = broker_settings()
+    received: list[bytes] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(delivery.body)
+
+    with StallProxy() as first, StallProxy() as second:
+        urls = [first.url, second.url]
+        settings = make_settings(direct.broker.namespace, broker={"url": urls})
+        bus = await buses.start(settings, {Stage.SUBMIT: handler})
+        await bus.publish_stage(Stage.SUBMIT, b"before", envelope())
+        await wait_until(lambda: received == [b"before"], 10, "the first message")
+        first.close()  # the node dies: its connections reset, new ones refused
+        await wait_until(lambda: "lost the broker node" in caplog.text, 5, "the loss noticed")
+        await wait_until(lambda: bus.ready, 15, "the bus to reconnect through the second node")
+        await bus.publish_stage(Stage.SUBMIT, b"after", envelope())
+        await wait_until(lambda: b"after" in received, 10, "consuming to resume")
+        assert second.stalled_bytes == 0 and not buses.fatal
+
+
+async def test_a_publish_in_flight_when_its_node_dies_fails_rather_than_vanishing(
+    broker_settings, buses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import postline.bus
+
+    monkeypatch.setattr(postline.bus, "random", InOrder, raising=False)
+    direct = broker_settings()
+    with StallProxy() as first, StallProxy() as second:
+        settings = make_settings(
+            direct.broker.namespace,
+            broker={"url": [first.url, second.url], "publish_timeout": "5s"},
+        )
+        bus = await buses.start(settings)
+        first.stall()  # sent, but no confirm can come back through this node
+        flight = asyncio.ensure_future(bus.publish_stage(Stage.SUBMIT, b"x", envelope()))
+        await wait_until(lambda: first.stalled_bytes > 0, 5, "the publish to be sent")
+        first.close()
+        with pytest.raises(PublishUnconfirmed):
+            await asyncio.wait_for(flight, 10)
+        await wait_until(lambda: bus.ready, 15, "the bus on the second node")
+        await bus.publish_stage(Stage.SUBMIT, b"y", envelope())
+
+
+async def test_published_messages_carry_the_amqp_timestamp(broker_settings, buses) -> None:
+    import aio_pika
+
+    settings = broker_settings()
+    bus = await buses.start(settings)
+    before = time.time()
+    await bus.publish_stage(Stage.DELIVER, b"stamped", envelope())
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(bus.topology.queue_name(Stage.DELIVER), passive=True)
+        message = await queue.get(timeout=5)
+        assert message is not None and message.timestamp is not None
+        await message.ack()
+    assert before - 1 <= message.timestamp.timestamp() <= time.time() + 1

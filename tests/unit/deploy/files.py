@@ -2,10 +2,16 @@
 
 Every deploy test reads the files as committed (no Docker, no cluster): these
 helpers find them from the repository root and parse them once per call.
+``rendered(folder)`` is what ``kubectl kustomize`` (or ``kustomize build``)
+makes of a kustomization, for the overlays; ``KUSTOMIZE`` is None without either.
+Files named ``*.patch.yaml`` are kustomize patches, not whole objects.
 """
 
 from __future__ import annotations
 
+import functools
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,8 @@ def kubernetes_files() -> list[Path]:
 def kubernetes_objects(*parts: str) -> Iterator[tuple[Path, Doc]]:
     """(file, object) for every Kubernetes object under ``deploy/kubernetes/<parts>``."""
     for path in sorted(KUBERNETES.joinpath(*parts).rglob("*.yaml")):
+        if path.name.endswith(".patch.yaml"):
+            continue
         for doc in yaml_documents(path):
             if doc.get("kind") != "Kustomization":
                 yield path, doc
@@ -82,3 +90,33 @@ def kubernetes_settings() -> Settings:
 
 def compose_settings() -> Settings:
     return load_settings(DEPLOY / "compose" / "postline.toml")
+
+
+def _kustomize_command() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+KUSTOMIZE = _kustomize_command()
+KUSTOMIZATIONS = ("base", "monitoring", "overlays/dev", "overlays/production")
+
+
+@functools.cache
+def rendered(folder: str) -> tuple[Doc, ...]:
+    """Every object ``kubectl kustomize deploy/kubernetes/<folder>`` outputs."""
+    assert KUSTOMIZE is not None
+    result = subprocess.run(
+        [*KUSTOMIZE, str(KUBERNETES / folder)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"{folder} does not build:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def rendered_find(folder: str, kind: str, name: str) -> Doc:
+    for doc in rendered(folder):
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"{folder} renders no {kind} named {name}")

@@ -56,3 +56,22 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_configmap_is_postline_json_labelled_for_the_grafana_sidecar() -> None:
+    from tests.unit.deploy.files import KUBERNETES, load_yaml
+    from tests.unit.deploy.promql import DASHBOARD
+
+    configmap = load_yaml(KUBERNETES / "monitoring" / "grafana-dashboard.yaml")
+    assert configmap["kind"] == "ConfigMap"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    embedded = configmap["data"]["postline.json"]
+    assert embedded == DASHBOARD.read_text(encoding="utf-8"), "run deploy/grafana/make-configmap"
+
+
+def test_dashboard_shows_oldest_message_age_and_the_deferral_ratio() -> None:
+    titles = {panel["title"]: panel for panel in panels(dashboard())}
+    age = titles["Oldest message age per queue"]["targets"][0]["expr"]
+    assert "time() - " in age and "rabbitmq_queue_head_message_timestamp" in age
+    ratio = titles["Deferral ratio"]["targets"][0]["expr"]
+    assert 'result="deferred"' in ratio and " / " in ratio

@@ -1,8 +1,8 @@
 """deploy/kubernetes: schema-valid manifests that agree with Postline's config.
 
 Schemas come from the kubernetes-validate package (offline, strict mode: an
-unknown field is an error). The Prometheus Operator objects have no schema
-there; their shape is checked by hand below and in test_prometheus_rules.py.
+unknown field is an error). Operator objects (KEDA, Prometheus Operator,
+RabbitMQ) are validated in test_kustomize.py, on what the overlays render.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from postline.app.settings import load_settings
 from tests.unit.deploy.files import (
     KUBERNETES,
+    KUSTOMIZATIONS,
     ROOT,
     SERVICES,
     Doc,
@@ -33,7 +34,16 @@ from tests.unit.deploy.files import (
 
 # The oldest Kubernetes release still maintained when this was written, and the newest known.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-OPERATOR_KINDS = {"PodMonitor", "PrometheusRule"}
+OPERATOR_KINDS = {
+    "PodMonitor",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "RabbitmqCluster",
+    "User",
+    "Permission",
+}
 CONFIG_DIR = "/etc/postline/config"
 SECRETS_DIR = "/run/secrets/postline"
 
@@ -57,11 +67,12 @@ def test_strict_schema_rejects_an_unknown_field() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
 
 
-@pytest.mark.parametrize("folder", ["base", "monitoring"])
+@pytest.mark.parametrize("folder", KUSTOMIZATIONS)
 def test_kustomization_lists_every_manifest_of_its_folder(folder: str) -> None:
     directory = KUBERNETES / folder
     kustomization = load_yaml(directory / "kustomization.yaml")
-    listed = set(kustomization["resources"])
+    listed = {r for r in kustomization["resources"] if not r.startswith("..")}
+    listed |= {p["path"] for p in kustomization.get("patches", []) if "path" in p}
     for generator in kustomization.get("configMapGenerator", []):
         for name in generator["files"]:
             assert (directory / name).is_file(), name
@@ -161,14 +172,16 @@ def test_containers_are_locked_down_and_bounded(service: str) -> None:
             assert {"cpu", "memory"} <= set(item["resources"][kind]), f"{service} {kind}"
 
 
-def test_images_are_pinned_to_the_released_tag() -> None:
+def test_images_are_named_once_and_pulled_qualified_at_the_released_tag() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     version = project["project"]["version"]
     (image,) = load_yaml(KUBERNETES / "base" / "kustomization.yaml")["images"]
     assert image["newTag"] == version
+    registry = image["newName"].split("/")[0]
+    assert "." in registry or ":" in registry, "pull from a named registry, not Docker Hub"
     for service in SERVICES:
         for item in pod_spec(workload(service))["containers"]:
-            assert item["image"] == f"{image['name']}:{version}", service
+            assert item["image"] == image["name"], f"{service}: kustomize images sets it"
 
 
 def test_ingress_mounts_the_files_its_config_names() -> None:
@@ -230,16 +243,16 @@ def test_audit_is_one_stateful_writer_with_a_volume_at_trail_dir() -> None:
     assert headless["spec"]["clusterIP"] == "None"
 
 
-@pytest.mark.parametrize("service", ["filter", "delivery"])
-def test_workers_scale_by_autoscaler_and_keep_one_pod_through_disruptions(service: str) -> None:
+@pytest.mark.parametrize("service", ["ingress", "filter", "delivery"])
+def test_keda_owns_the_replica_count_and_no_cpu_hpa_is_left(service: str) -> None:
     deployment = find("Deployment", f"postline-{service}", "base")
     assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
-    hpa = find("HorizontalPodAutoscaler", f"postline-{service}", "base")
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
-    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-    pdb = find("PodDisruptionBudget", f"postline-{service}", "base")
-    assert pdb["spec"]["maxUnavailable"] == 1
+    scaled = find("ScaledObject", f"postline-{service}", "base")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert 2 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
+    assert scaled["spec"]["cooldownPeriod"] >= 300
+    kinds = {doc["kind"] for _, doc in kubernetes_objects()}
+    assert "HorizontalPodAutoscaler" not in kinds, "KEDA makes the HPAs"
 
 
 def test_pod_monitor_scrapes_every_service_with_the_labels_rules_expect() -> None:
@@ -260,7 +273,7 @@ def test_pod_monitor_scrapes_every_service_with_the_labels_rules_expect() -> Non
 
 def test_every_yaml_file_parses_into_named_objects() -> None:
     files = kubernetes_files()
-    assert len(files) >= 8
+    assert len(files) >= 16
     for path in files:
         for doc in yaml_documents(path):
             assert doc["apiVersion"] and doc["kind"], path

@@ -34,6 +34,10 @@ RABBITMQ_METRICS = {
     "rabbitmq_queue_messages_unacked": {"vhost", "queue"},
     "rabbitmq_queue_messages": {"vhost", "queue"},
     "rabbitmq_queue_consumers": {"vhost", "queue"},
+    "rabbitmq_queue_head_message_timestamp": {"vhost", "queue"},
+    "rabbitmq_alarms_memory_used_watermark": set(),
+    "rabbitmq_alarms_free_disk_space_watermark": set(),
+    "rabbitmq_alarms_file_descriptor_limit": set(),
 }
 SUFFIXES = {
     "counter": ("_total",),

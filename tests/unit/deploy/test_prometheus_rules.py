@@ -71,8 +71,11 @@ def test_every_alert_has_a_unit_test() -> None:
 def test_postline_series_are_selected_by_the_scrape_job() -> None:
     for expr in rule_expressions():
         for selector in selectors(expr):
-            if selector.metric.startswith(("postline_", "process_")) or selector.metric == "up":
+            if selector.metric.startswith(("postline_", "process_")):
                 assert ("job", "=", "postline") in selector.matchers, expr
+            if selector.metric == "up" or selector.metric.startswith("rabbitmq_alarms_"):
+                jobs = {("job", "=", "postline"), ("job", "=", "rabbitmq")}
+                assert jobs & set(selector.matchers), f"{expr}: which scrape job?"
 
 
 def test_queue_matchers_name_queues_of_the_real_topology() -> None:

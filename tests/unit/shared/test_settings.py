@@ -136,3 +136,28 @@ def test_bad_namespace_and_url_are_refused(tmp_path: Path) -> None:
         load_settings(write(tmp_path, '[broker]\nnamespace = "Has Spaces"\nurl = "http://x"\n'))
     assert "broker.namespace" in str(caught.value)
     assert "broker.url" in str(caught.value)
+
+
+def test_broker_url_takes_one_url_or_a_list_of_cluster_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = load_settings(write(tmp_path, '[broker]\nurl = "amqp://u:p@rabbit:5672/"\n'))
+    assert one.broker.url == "amqp://u:p@rabbit:5672/"
+    assert one.broker.urls == ("amqp://u:p@rabbit:5672/",)
+    nodes = '[broker]\nurl = ["amqp://u:p@rabbit-0:5672/", "amqps://u:p@rabbit-1:5671/"]\n'
+    listed = load_settings(write(tmp_path, nodes))
+    assert listed.broker.urls == ("amqp://u:p@rabbit-0:5672/", "amqps://u:p@rabbit-1:5671/")
+    monkeypatch.setenv("POSTLINE_BROKER__URL", "amqp://a:5672/ amqp://b:5672/  amqp://c:5672/")
+    assert load_settings(None).broker.urls == ("amqp://a:5672/", "amqp://b:5672/", "amqp://c:5672/")
+
+
+def test_a_bad_or_empty_broker_url_list_is_refused(tmp_path: Path) -> None:
+    for value in ('["amqp://a:5672/", "http://b/"]', "[]", '""'):
+        with pytest.raises(ConfigError, match=r"broker\.url"):
+            load_settings(write(tmp_path, f"[broker]\nurl = {value}\n"))
+
+
+def test_quorum_size_defaults_to_three_and_must_be_positive(tmp_path: Path) -> None:
+    assert load_settings(None).broker.quorum_size == 3
+    with pytest.raises(ConfigError, match=r"broker\.quorum_size"):
+        load_settings(write(tmp_path, "[broker]\nquorum_size = 0\n"))

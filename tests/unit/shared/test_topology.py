@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 
-from postline.topology import TIER_HEADER, Stage, Topology, build_topology, describe, to_definitions
+from postline.topology import (
+    INITIAL_GROUP_SIZE,
+    TIER_HEADER,
+    Stage,
+    Topology,
+    adopt_existing,
+    build_topology,
+    describe,
+    to_definitions,
+)
 
 
-def topology() -> Topology:
-    return build_topology("ns", (60, 300, 300, 7200), delivery_limit=5, max_queue_length=100)
+def topology(quorum_size: int = 3) -> Topology:
+    return build_topology(
+        "ns", (60, 300, 300, 7200), delivery_limit=5, max_queue_length=100, quorum_size=quorum_size
+    )
 
 
 def test_one_tier_per_distinct_delay_named_by_its_duration() -> None:
@@ -50,3 +61,41 @@ def test_definitions_export_is_json_with_every_object() -> None:
     assert len(definitions["queues"]) == 3 + 3 + 1
     assert {e["name"] for e in definitions["exchanges"]} == {"ns.work", "ns.delay", "ns.parked"}
     assert "ns.work -> ns.deliver  (deliver)" in describe(topology())
+
+
+def test_every_queue_is_created_with_the_configured_initial_group_size() -> None:
+    for queue in topology(quorum_size=5).queues:
+        assert queue.arguments[INITIAL_GROUP_SIZE] == 5, queue.name
+
+
+# RabbitMQ 3.10's refusals, verbatim (queue created without the argument, then with 3).
+REFUSED_NONE = (
+    "PRECONDITION_FAILED - inequivalent arg 'x-quorum-initial-group-size' for queue 'ns.submit'"
+    " in vhost '/': received the value '3' of type 'byte' but current is none"
+)
+REFUSED_OTHER = (
+    "PRECONDITION_FAILED - inequivalent arg 'x-quorum-initial-group-size' for queue 'ns.submit'"
+    " in vhost '/': received '5' but current is '3'"
+)
+REFUSED_LIMIT = (
+    "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue 'ns.submit'"
+    " in vhost '/': received the value '4' of type 'byte' but current is none"
+)
+
+
+def test_an_existing_queues_initial_group_size_is_adopted_whatever_it_was() -> None:
+    args = {"x-queue-type": "quorum", INITIAL_GROUP_SIZE: 3, "x-delivery-limit": 5}
+    assert adopt_existing(args, REFUSED_NONE) == (
+        INITIAL_GROUP_SIZE,
+        {"x-queue-type": "quorum", "x-delivery-limit": 5},
+    )
+    five = {**args, INITIAL_GROUP_SIZE: 5}
+    assert adopt_existing(five, REFUSED_OTHER) == (INITIAL_GROUP_SIZE, args)
+
+
+def test_any_other_refused_argument_is_not_adopted() -> None:
+    args = {"x-queue-type": "quorum", INITIAL_GROUP_SIZE: 3, "x-delivery-limit": 4}
+    assert adopt_existing(args, REFUSED_LIMIT) is None
+    assert adopt_existing(args, "NOT_FOUND - no queue 'ns.submit'") is None
+    adopted = {"x-queue-type": "quorum", "x-delivery-limit": 4}
+    assert adopt_existing(adopted, REFUSED_NONE) is None, "already adopted: a loop, not a fix"

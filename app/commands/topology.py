@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -29,17 +30,23 @@ def _topology(args: argparse.Namespace) -> int:
     elif args.action == "export":
         print(json.dumps(topology.to_definitions(topo), indent=2))
     else:
-        asyncio.run(_declare(settings.broker.url, topo))
+        asyncio.run(_declare(settings.broker.urls, topo))
         print(f"declared {len(topo.queues)} queues in namespace {topo.namespace}")
     return 0
 
 
-async def _declare(url: str, topo: topology.Topology) -> None:
+async def _declare(urls: Sequence[str], topo: topology.Topology) -> None:
+    """Declare on the first node of ``urls`` that answers (the cluster replicates it)."""
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # the one-line error says it all
-    try:
-        connection = await aio_pika.connect(url, timeout=10)
-    except Exception as error:
-        raise OperationError(f"cannot reach RabbitMQ: {error}") from None
+    errors = []
+    for url in urls:
+        try:
+            connection = await aio_pika.connect(url, timeout=10)
+            break
+        except Exception as error:
+            errors.append(str(error))
+    else:
+        raise OperationError(f"cannot reach RabbitMQ: {'; '.join(errors)}")
     try:
         await topology.declare(connection, topo)
     except topology.TopologyMismatch as error:

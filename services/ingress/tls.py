@@ -19,6 +19,8 @@ import logging
 import ssl
 from pathlib import Path
 
+from cryptography import x509
+
 from postline.files import stamps
 from postline.ingress import metrics
 
@@ -35,20 +37,13 @@ def build_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 def expiry(cert: Path) -> float | None:
-    """The ``notAfter`` of the first certificate in ``cert`` (Unix time); None if unreadable.
-
-    The standard library decodes certificates only through ``_ssl._test_decode_cert``;
-    it is what ``ssl`` itself uses in its tests and has been stable since Python 3.4.
-    """
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is None:
-        return None
+    """The ``notAfter`` of the first certificate in ``cert`` (Unix time); None if unreadable."""
     try:
-        not_after = decode(str(cert))["notAfter"]
-        return float(ssl.cert_time_to_seconds(not_after))
-    except (OSError, ssl.SSLError, KeyError, ValueError) as error:
+        loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError) as error:
         log.warning("cannot read the certificate's expiry: %s", error)
         return None
+    return loaded.not_valid_after_utc.timestamp()
 
 
 def _export_expiry(cert: Path) -> None:

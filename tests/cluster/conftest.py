@@ -38,10 +38,6 @@ class Scale:
 SCALES = {"small": Scale("small", 100, 5.0, 3), "full": Scale("full", 1000, 45.0, 6)}
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "cluster: needs a three-node RabbitMQ cluster (opt-in)")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     scale = os.environ.get(SCALE_ENV)
     for item in items:

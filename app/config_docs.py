@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from typing import Any
 
 import tomli_w
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from postline.app.settings import Settings
@@ -43,21 +44,62 @@ def _is_duration(field: FieldInfo) -> bool:
     )
 
 
+def _table_model(annotation: object) -> tuple[type[BaseModel], bool] | None:
+    """The settings table a field holds (``extra="forbid"`` models), and whether it is a list."""
+    many = typing.get_origin(annotation) is list
+    inner = typing.get_args(annotation)[0] if many else annotation
+    if (
+        isinstance(inner, type)
+        and issubclass(inner, BaseModel)
+        and inner.model_config.get("extra") == "forbid"
+    ):
+        return inner, many
+    return None
+
+
+def _default_of(name: str, info: FieldInfo, model: type[BaseModel]) -> str:
+    """``_default_text``, for the tables whose rows have required keys too."""
+    if info.is_required():
+        return "(required)"
+    try:
+        return _default_text(name, info, model)
+    except ValidationError:  # a list item's model cannot be built from nothing
+        value = TypeAdapter(info.annotation).dump_python(
+            info.get_default(call_default_factory=True), mode="json"
+        )
+        return json.dumps(value).replace("|", "\\|")
+
+
+def _table(title: str, model: type[BaseModel], parts: list[str]) -> None:
+    parts.append(f"### {title}\n")
+    if model.__doc__:
+        parts.append(model.__doc__.strip().splitlines()[0] + "\n")
+    parts.append("| key | default | meaning |\n| --- | --- | --- |")
+    nested: list[tuple[str, type[BaseModel]]] = []
+    for name, info in model.model_fields.items():
+        table = _table_model(info.annotation)
+        if table is not None:
+            sub, many = table
+            name_in = f"{title.strip('[]')}.{name}"
+            nested.append((f"[[{name_in}]]" if many else f"[{name_in}]", sub))
+            if not many:
+                continue
+        default = _default_of(name, info, model)
+        meaning = (info.description or "").replace("|", "\\|")
+        parts.append(f"| `{name}` | `{default}` | {meaning} |")
+    parts.append("")
+    for title_of, sub in nested:
+        _table(title_of, sub, parts)
+
+
 def reference_markdown() -> str:
-    """Markdown tables of every section and key, in declaration order."""
+    """Markdown tables of every section and key, in declaration order; nested tables
+    ([filter.dkim], [[filter.dkim.keys]]) follow their section."""
     parts: list[str] = []
     for section, field in Settings.model_fields.items():
         model = field.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
-        parts.append(f"### [{section}]\n")
-        if model.__doc__:
-            parts.append(model.__doc__.strip().splitlines()[0] + "\n")
-        parts.append("| key | default | meaning |\n| --- | --- | --- |")
-        for name, info in model.model_fields.items():
-            default = _default_text(name, info, model)
-            meaning = (info.description or "").replace("|", "\\|")
-            parts.append(f"| `{name}` | `{default}` | {meaning} |")
-        parts.append("")
+        _table(f"[{section}]", model, parts)
     return "\n".join(parts)
 
 

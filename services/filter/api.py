@@ -9,13 +9,24 @@ The verdict set is closed and small:
 
 * ``CONTINUE`` - no objection; run the next filter (Haraka ``CONT``).
 * ``ACCEPT``   - pass the message now; later filters do not run (``OK``).
-* ``REJECT``   - refuse for good: every recipient fails with a 5xx reply (``DENY``).
-* ``DEFER``    - cannot decide now: the message is requeued and tried again,
-  and parked after ``[broker] delivery_limit`` attempts (``DENYSOFT``).
+* ``REJECT``   - refuse for good: every recipient fails with a 5xx reply and
+  the sender gets a DSN (``DENY``).
+* ``DEFER``    - cannot decide now: the message waits in a retry tier
+  (``[filter] defer_schedule``) and is filtered again; once the schedule is
+  used up it is parked (``DENYSOFT``).
+* ``DISCARD``  - drop the message on purpose: one ``discarded`` event per
+  recipient (failure trail), no DSN, nothing delivered (Postfix ``DISCARD``).
 
-A filter that raises is treated like ``DEFER`` (requeued); one that raises
-``postline.bus.Poison`` parks the message at once. Filters may change headers
-through ``message.headers``; the body is read-only.
+A filter that raises is requeued at once (and parked after ``[broker]
+delivery_limit`` deliveries); one that raises ``postline.bus.Poison`` parks the
+message at once.
+
+Changing the message: a filter edits ``message.headers`` (adding fields keeps
+every other byte as it came) or the body (``message.replace_body``, or the
+parsed-MIME path of ``postline.filter.mime_edit``). A filter that may change
+the body or change/remove existing header fields sets ``rewrites_message =
+True`` (class or instance attribute): such a filter must run before ``dkim``,
+which the registry checks at start. Adding fields is not a rewrite.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ class Verdict(StrEnum):
     ACCEPT = "accept"
     REJECT = "reject"
     DEFER = "defer"
+    DISCARD = "discard"
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Decision:
 
     ``reply`` must be permanent (5xx) for ``REJECT`` and transient (4xx) for ``DEFER``;
     when it is ``None`` the service uses its default reply for the verdict.
+    ``CONTINUE``, ``ACCEPT`` and ``DISCARD`` take no reply.
     """
 
     verdict: Verdict
@@ -60,7 +73,7 @@ class Decision:
             raise ValueError(f"a REJECT needs a 5xx reply, not {self.reply.code}")
         if self.verdict is Verdict.DEFER and not self.reply.is_transient:
             raise ValueError(f"a DEFER needs a 4xx reply, not {self.reply.code}")
-        if self.verdict in (Verdict.CONTINUE, Verdict.ACCEPT):
+        if self.verdict in (Verdict.CONTINUE, Verdict.ACCEPT, Verdict.DISCARD):
             raise ValueError(f"{self.verdict.value} takes no reply")
 
     @classmethod
@@ -80,6 +93,10 @@ class Decision:
     def defer(cls, reason: str, reply: SmtpReply | None = None) -> Decision:
         return cls(Verdict.DEFER, reason, reply)
 
+    @classmethod
+    def discard(cls, reason: str) -> Decision:
+        return cls(Verdict.DISCARD, reason)
+
 
 class Filter(Protocol):
     """One step of the chain. ``apply`` must not block the event loop (use
@@ -94,3 +111,12 @@ class Filter(Protocol):
 
 FilterFactory = Callable[["FilterSettings"], Filter]
 """What a chain entry names: called once at startup with the ``[filter]`` settings."""
+
+
+def rewrites_message(step: object) -> bool:
+    """Whether ``step`` (a filter or its factory) declares ``rewrites_message = True``.
+
+    Only a real ``True`` counts, so a class whose attribute is a property (decided
+    per instance, from its settings) is judged on its instances.
+    """
+    return getattr(step, "rewrites_message", False) is True

@@ -1,12 +1,18 @@
 """Runs the configured filters over one message, in order, within one time budget.
 
 ``Chain.run`` returns an ``Outcome``: passed (every filter said ``CONTINUE``,
-or one said ``ACCEPT``) or rejected (one said ``REJECT``). A ``DEFER``
-verdict raises ``FilterDeferred`` and running out of time ``FilterTimeout``
-(below); both are ``TemporaryFilterFailure``, which the service lets reach
-the bus so the message is requeued (and parked after ``[broker]
-delivery_limit`` deliveries). Any other exception from a filter
-propagates unchanged (also a requeue; ``Poison`` parks at once).
+or one said ``ACCEPT``), rejected (one said ``REJECT``) or discarded (one
+said ``DISCARD``). A ``DEFER`` verdict raises ``FilterDeferred`` (the handler
+sends the message to a retry tier) and running out of time ``FilterTimeout``
+(below; the handler lets it reach the bus, which requeues, and parks after
+``[broker] delivery_limit`` deliveries). Any other exception from a filter
+propagates unchanged (also a requeue; ``Poison`` parks at once), except
+``MimeTooComplex``: a filter that finds the MIME structure beyond the
+limits rejects the message (``554 5.6.0``), as an oversized header does.
+
+Every decision is counted in ``postline_filter_decisions_total`` by filter
+and verdict (``error`` when the filter raised, ``timeout`` when the budget
+ended in it).
 
 ``[filter] timeout`` is one ``Deadline`` per message, not per filter: the
 handler starts it before parsing and spends it on the parse, on every filter
@@ -26,9 +32,10 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from postline.filter import metrics
+from postline.filter import metrics, replies
 from postline.filter.api import Decision, Filter, Verdict
 from postline.filter.message import FilterMessage
+from postline.filter.mime import MimeTooComplex
 
 T = TypeVar("T")
 
@@ -46,6 +53,7 @@ class FilterDeferred(TemporaryFilterFailure):
 
     def __init__(self, name: str, decision: Decision) -> None:
         super().__init__(f"filter {name} deferred the message: {decision.reason}")
+        self.name = name
         self.decision = decision
 
 
@@ -77,6 +85,10 @@ class Outcome:
     decided_by: str | None
     decision: Decision
     ran: tuple[tuple[str, Decision], ...]
+
+    @property
+    def discarded(self) -> bool:
+        return self.decision.verdict is Verdict.DISCARD
 
     def summary(self) -> str:
         """``headers (added Received, Date); other`` - for the trails."""
@@ -111,8 +123,18 @@ class Chain:
         started = time.perf_counter()
         try:
             decision = await deadline.run(f"filter {step.name}", step.apply(message))
+        except MimeTooComplex as error:
+            decision = Decision.reject(str(error), replies.MIME_TOO_COMPLEX)
+        except FilterTimeout:
+            metrics.DECISIONS.labels(step.name, "timeout").inc()
+            raise
+        except Exception:
+            metrics.DECISIONS.labels(step.name, "error").inc()
+            raise
         finally:
             metrics.FILTER_SECONDS.labels(step.name).observe(time.perf_counter() - started)
-        if not isinstance(decision, Decision):
+        if not isinstance(decision, Decision):  # a filter outside the type checker's sight
+            metrics.DECISIONS.labels(step.name, "error").inc()  # type: ignore[unreachable]
             raise TypeError(f"filter {step.name} returned {type(decision).__name__}, not Decision")
+        metrics.DECISIONS.labels(step.name, decision.verdict.value).inc()
         return decision

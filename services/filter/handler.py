@@ -11,13 +11,17 @@ is rejected like a ``REJECT`` (``554 5.6.0``, decided by ``header-limits``)
 after bounded work: ingress refuses such messages, so this guards the
 filter against any other source.
 
-Passed: publish the ``filtered`` event, then the (possibly re-headed) message
+Passed: publish the ``filtered`` event, then the (possibly changed) message
 to ``deliver`` with the same envelope. Rejected: one ``rejected`` event per
 recipient (reply and reason, for the failure trail) and, unless the sender is
 null or the message is itself a bounce, one DSN to the sender through
-``submit`` with its ``dsn_sent`` event; nothing goes to ``deliver``. The
-handler returns (and the bus acks) only after those publishes are confirmed;
-any exception reaches the bus, which requeues (``Poison``: parks).
+``submit`` with its ``dsn_sent`` event; nothing goes to ``deliver``.
+Discarded: one ``discarded`` event per recipient (failure trail), no DSN.
+Deferred: one ``deferred`` event per recipient, then the original bytes to
+the retry tier ``postline.filter.deferral`` picks (back to ``submit`` when
+its TTL ends); once ``defer_schedule`` is used up, ``Poison`` parks the
+message. The handler returns (and the bus acks) only after those publishes
+are confirmed; any other exception reaches the bus, which requeues.
 
 The event is published before the message: if the deliver publish fails, the
 redelivered message yields the same event again, and event ids are derived
@@ -32,6 +36,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from typing import TypeVar
 
 from postline.bus import Bus, Delivery, Poison, all_confirmed
@@ -39,18 +44,30 @@ from postline.dsn import FailedRecipient, bounce, wants_dsn
 from postline.filter import metrics, replies
 from postline.filter.api import Decision
 from postline.filter.chain import Chain, Deadline, FilterDeferred, FilterTimeout, Outcome
+from postline.filter.deferral import plan_defer
 from postline.filter.message import (
     DEFAULT_LIMITS,
     FilterMessage,
     HeaderLimits,
     HeaderSectionTooLarge,
 )
-from postline.models import Envelope, Event, EventKind, stable_event_id, utcnow
+from postline.filter.outcomes import (
+    SERVICE,
+    deferred_events,
+    discarded_events,
+    filtered_event,
+    rejected_events,
+)
+from postline.models import Envelope, Event, utcnow
 from postline.topology import Stage
+from postline.values import format_retry_schedule
+
+__all__ = ["FilterHandler", "filtered_event", "rejected_events"]
 
 T = TypeVar("T")
 log = logging.getLogger("postline.filter")
-SERVICE = "filter"
+DEFAULT_DEFER_SCHEDULE = (60.0, 300.0, 1800.0, 7200.0)
+"""The tiers of the default ``[delivery] retry_schedule``, once each."""
 HEADER_LIMITS = "header-limits"
 """``decided_by`` of a message refused for its header section (not a filter name)."""
 INLINE_SIZE = 64 * 1024
@@ -72,21 +89,37 @@ class FilterHandler:
         *,
         reporting_mta: str,
         limits: HeaderLimits = DEFAULT_LIMITS,
+        defer_schedule: tuple[float, ...] = DEFAULT_DEFER_SCHEDULE,
     ) -> None:
         self.chain = chain
         self.bus = bus
         self.reporting_mta = reporting_mta
         self.limits = limits
+        self.defer_schedule = defer_schedule
         self.inline_limits = HeaderLimits(limits.max_size, min(limits.max_lines, INLINE_LINES))
         self._threads = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="postline-filter")
 
     async def __call__(self, delivery: Delivery) -> None:
         envelope = delivery.envelope()
-        outcome, data = await self._run(envelope, delivery.body)
+        try:
+            outcome, data = await self._run(envelope, delivery.body)
+        except FilterDeferred as deferred:
+            await self._defer(envelope, delivery.body, deferred)
+            return
         if data is not None:
             await self.bus.publish_events([filtered_event(envelope, outcome, len(data))])
             await self.bus.publish_stage(Stage.DELIVER, data, envelope)
             metrics.MESSAGES.labels(metrics.PASSED).inc()
+            return
+        if outcome.discarded:
+            await self.bus.publish_events(discarded_events(envelope, outcome))
+            metrics.MESSAGES.labels(metrics.DISCARDED).inc()
+            log.info(
+                "message discarded by filter %s: %s",
+                outcome.decided_by,
+                outcome.decision.reason,
+                extra={"message_id": envelope.message_id},
+            )
             return
         events = rejected_events(envelope, outcome)
         if wants_dsn(envelope):
@@ -100,6 +133,27 @@ class FilterHandler:
             outcome.decision.reason,
             extra={"message_id": envelope.message_id},
         )
+
+    async def _defer(self, envelope: Envelope, body: bytes, deferred: FilterDeferred) -> None:
+        """The events, then the original bytes to the tier ``plan_defer`` picks; else park."""
+        arrived = envelope.received_at
+        if arrived.tzinfo is None:
+            arrived = arrived.replace(tzinfo=UTC)
+        plan = plan_defer(self.defer_schedule, arrived, utcnow())
+        if plan is None:
+            metrics.MESSAGES.labels(metrics.PARKED).inc()
+            schedule = format_retry_schedule(self.defer_schedule)
+            raise Poison(f"{deferred} (defer_schedule {schedule} used up)")
+        events = deferred_events(
+            envelope, deferred.name, deferred.decision, plan.step, plan.next_attempt_at
+        )
+        await self.bus.publish_events(events)
+        await self.bus.publish_delayed(Stage.SUBMIT, plan.tier, body, envelope)
+        metrics.MESSAGES.labels(metrics.DEFERRED).inc()
+        log.warning(
+            "%s; waiting in retry tier %s", deferred, plan.tier,
+            extra={"message_id": envelope.message_id},
+        )  # fmt: skip
 
     async def _bounce(self, envelope: Envelope, body: bytes, events: list[Event]) -> None:
         """Queue the DSN for the rejected recipients, with every event, all confirmed."""
@@ -120,9 +174,7 @@ class FilterHandler:
         extra = {"message_id": envelope.message_id}
         try:
             return await self._filter(envelope, body)
-        except FilterDeferred as error:
-            metrics.MESSAGES.labels(metrics.DEFERRED).inc()
-            log.warning("%s; requeued", error, extra=extra)
+        except FilterDeferred:
             raise
         except FilterTimeout as error:
             metrics.MESSAGES.labels(metrics.TIMEOUT).inc()
@@ -169,40 +221,3 @@ def header_refusal(reason: str) -> Outcome:
     """The rejected outcome of a message whose header section exceeds the limits."""
     decision = Decision.reject(reason, replies.HEADER_TOO_LARGE)
     return Outcome(False, HEADER_LIMITS, decision, ())
-
-
-def filtered_event(envelope: Envelope, outcome: Outcome, size: int) -> Event:
-    return Event(
-        event_id=stable_event_id(envelope.message_id, EventKind.FILTERED, ""),  # no recipient
-        kind=EventKind.FILTERED,
-        service=SERVICE,
-        message_id=envelope.message_id,
-        mail_from=envelope.mail_from,
-        rcpt_to=envelope.rcpt_to,
-        attempt=envelope.attempt,
-        reason=outcome.summary(),
-        size=size,
-        client_ip=envelope.client_ip,
-    )
-
-
-def rejected_events(envelope: Envelope, outcome: Outcome) -> list[Event]:
-    decision = outcome.decision
-    reason = f"rejected by filter {outcome.decided_by}"
-    if decision.reason:
-        reason += f": {decision.reason}"
-    return [
-        Event(
-            event_id=stable_event_id(envelope.message_id, EventKind.REJECTED, recipient),
-            kind=EventKind.REJECTED,
-            service=SERVICE,
-            message_id=envelope.message_id,
-            mail_from=envelope.mail_from,
-            recipient=recipient,
-            attempt=envelope.attempt,
-            reply=decision.reply or replies.REJECTED,
-            reason=reason,
-            client_ip=envelope.client_ip,
-        )
-        for recipient in envelope.rcpt_to
-    ]

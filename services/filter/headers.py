@@ -14,8 +14,13 @@
   only for a single recipient. Client-supplied strings (HELO, recipient) are
   reduced to safe characters so they cannot add fields or comments.
 
-Existing fields are never changed and the body is never touched. Always
-answers ``CONTINUE``.
+``[filter.headers]`` adds to that: ``remove`` drops every field of the
+listed names (``X-Originating-IP``...) before anything is added;
+``add`` appends fixed fields; ``hide_client = true`` writes the ``Received``
+field without the ``from HELO ([IP])`` clause, so the client's name and
+address do not leave the relay. Other existing fields are never changed and the
+body is never touched. A filter with ``remove`` set rewrites the message (it
+must run before ``dkim``). Always answers ``CONTINUE``.
 """
 
 from __future__ import annotations
@@ -49,9 +54,15 @@ class HeadersFilter:
         if not settings.hostname:
             raise ValueError("needs [filter] hostname (build() defaults it to [relay] hostname)")
         self.hostname = settings.hostname
+        self.settings = settings.headers
+
+    @property
+    def rewrites_message(self) -> bool:
+        return bool(self.settings.remove)
 
     async def apply(self, message: FilterMessage) -> Decision:
         envelope, headers = message.envelope, message.headers
+        removed = sum(headers.remove(name) for name in self.settings.remove)
         added = []
         if "Message-ID" not in headers and _ATOM.match(envelope.message_id):
             headers.append("Message-ID", f"<{envelope.message_id}@{self.hostname}>")
@@ -59,11 +70,16 @@ class HeadersFilter:
         if "Date" not in headers:
             headers.append("Date", format_datetime(_arrival(envelope)))
             added.append("Date")
-        headers.prepend("Received", received_value(envelope, self.hostname))
-        return Decision.proceed("added Received" + "".join(f", {name}" for name in added))
+        for name, value in self.settings.add.items():
+            headers.append(name, value)
+            added.append(name)
+        received = received_value(envelope, self.hostname, hide_client=self.settings.hide_client)
+        headers.prepend("Received", received)
+        reason = "added Received" + "".join(f", {name}" for name in added)
+        return Decision.proceed(reason + (f"; removed {removed} fields" if removed else ""))
 
 
-def received_value(envelope: Envelope, hostname: str) -> str:
+def received_value(envelope: Envelope, hostname: str, *, hide_client: bool = False) -> str:
     """The value of the ``Received`` field for ``envelope`` (folded with CRLF + tab)."""
     source = f"from {_safe_helo(envelope.helo)}"
     if (literal := _ip_literal(envelope.client_ip)) is not None:
@@ -73,7 +89,7 @@ def received_value(envelope: Envelope, hostname: str) -> str:
     if _ATOM.match(envelope.message_id):
         by += f" id {envelope.message_id}"
     date = format_datetime(_arrival(envelope))
-    lines = [source, by]
+    lines = [by] if hide_client else [source, by]
     recipient = _safe_recipient(envelope)
     if recipient is not None:
         lines.append(f"for <{recipient}>; {date}")

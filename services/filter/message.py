@@ -22,7 +22,15 @@ a header section (the fields, without the empty line that ends them) of more
 bytes or more lines than that. To tell whether a line that starts near the
 limit is a field or the body, it reads up to 998 bytes (RFC 5322's longest
 line) past ``max_size``; a field name still running there counts as too
-large. The body is never scanned.
+large. The body is never scanned here.
+
+Changing the message: ``HeaderBlock`` edits fields; ``FilterMessage.replace_body``
+swaps the body for one that keeps CRLF line endings and RFC 5322's 998-octet
+lines (``ValueError`` otherwise); ``postline.filter.mime_edit`` is the parsed-MIME
+way to produce one. After ``seal`` (the ``dkim`` filter, once it signed) the body
+and the existing fields are frozen: ``replace_body``, ``remove`` and ``set``
+raise ``MessageSealed`` (adding fields stays allowed). ``memo`` caches what
+filters derive from the body (the MIME parts); ``replace_body`` clears it.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from postline.models import Envelope
 
@@ -41,6 +50,8 @@ _UNFOLD = re.compile(rb"\r\n(?=[ \t])")
 _NAME_SLACK = 998  # how far past max_size a line is read to tell a field from the body
 _NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _FOLD = re.compile(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
+_BARE_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_LONG_LINE = re.compile(rb"[^\r\n]{999}")
 
 
 @dataclass
@@ -74,11 +85,16 @@ class HeaderSectionTooLarge(ValueError):
     """The header section exceeds ``HeaderLimits``; the text says which limit (no content)."""
 
 
+class MessageSealed(RuntimeError):
+    """A filter tried to change what a DKIM signature already covers."""
+
+
 class HeaderBlock:
     """The ordered header fields of one message; names compare case-insensitively."""
 
     def __init__(self, fields: list[HeaderField]) -> None:
         self.fields = fields
+        self.sealed_by: str | None = None
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and next(self._named(name), None) is not None
@@ -104,8 +120,26 @@ class HeaderBlock:
             self.fields[-1] = HeaderField(last.name, last.raw + CRLF)
         self.fields.append(_field(name, value))
 
+    def set(self, name: str, value: str) -> None:
+        """Replace the first field called ``name`` in place (others of that name go);
+        append it if there is none."""
+        self.check_open(name)
+        new: HeaderField | None = _field(name, value)
+        key = name.lower()
+        kept: list[HeaderField] = []
+        for field in self.fields:
+            if field.name.lower() != key:
+                kept.append(field)
+            elif new is not None:
+                kept.append(new)
+                new = None
+        self.fields = kept
+        if new is not None:
+            self.append(name, value)
+
     def remove(self, name: str) -> int:
         """Remove every field called ``name``; returns how many were removed."""
+        self.check_open(name)
         key = name.lower()
         kept = [f for f in self.fields if f.name.lower() != key]
         removed = len(self.fields) - len(kept)
@@ -115,13 +149,17 @@ class HeaderBlock:
     def to_bytes(self) -> bytes:
         return b"".join(f.raw for f in self.fields)
 
+    def check_open(self, name: str) -> None:
+        if self.sealed_by is not None:
+            raise MessageSealed(f"cannot change {name}: the message was signed by {self.sealed_by}")
+
     def _named(self, name: str) -> Iterator[HeaderField]:
         key = name.lower()
         return (f for f in self.fields if f.name.lower() == key)
 
 
 class FilterMessage:
-    """The envelope (read-only), the header block (editable) and the body (read-only).
+    """The envelope (read-only), the header block (editable) and the body.
 
     ``limits`` bounds the parsing (``HeaderSectionTooLarge``); without it only
     the size of ``data`` does.
@@ -131,14 +169,42 @@ class FilterMessage:
         fields, separator, body = split_message(data, limits)
         self.envelope = envelope
         self.headers = HeaderBlock(fields)
+        self.limits = limits
+        self.memo: dict[str, Any] = {}
+        self.body_changed = False
         self._had_headers = bool(fields)
         self._separator = separator
         self._body = body
 
     @property
     def body(self) -> bytes:
-        """Everything after the empty line that ends the headers, exactly as received."""
+        """Everything after the empty line that ends the headers (as received unless replaced)."""
         return self._body
+
+    @property
+    def size(self) -> int:
+        """Length of ``to_bytes()``, without building it."""
+        return sum(len(f.raw) for f in self.headers.fields) + len(self._separator) + len(self._body)
+
+    def replace_body(self, body: bytes) -> None:
+        """Use ``body`` from now on: CRLF line endings, lines of at most 998 octets."""
+        self.headers.check_open("the body")
+        if _BARE_EOL.search(body):
+            raise ValueError("a new body must end its lines with CRLF only")
+        if _LONG_LINE.search(body):
+            raise ValueError("a new body must not have lines over 998 octets")
+        if not self._separator and self.headers.fields:
+            last = self.headers.fields[-1]
+            if not last.raw.endswith(CRLF):
+                self.headers.fields[-1] = HeaderField(last.name, last.raw + CRLF)
+            self._separator = CRLF
+        self._body = body
+        self.body_changed = True
+        self.memo.clear()
+
+    def seal(self, by: str) -> None:
+        """Freeze the body and the existing fields (``by`` signed them)."""
+        self.headers.sealed_by = by
 
     def to_bytes(self) -> bytes:
         """The message with its current headers; body and untouched fields unchanged."""

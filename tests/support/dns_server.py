@@ -8,6 +8,7 @@ answers::
         dns.add_a("mx.example.test", "127.0.0.1")
         dns.servfail("broken.test")
         dns.timeout("tarpit.test")      # queries are dropped silently
+        dns.add_txt("s1._domainkey.example.test", "v=DKIM1; k=rsa; p=...")
         settings = ...(delivery={"dns_nameservers": [dns.address]})
 
 Answers:
@@ -17,7 +18,11 @@ Answers:
 * a known name without records of the asked type: NOERROR/NODATA;
 * an unknown name, or one marked ``nxdomain``: NXDOMAIN;
 * ``servfail(name)``: SERVFAIL; ``timeout(name)``: no answer at all;
-  ``clear(name)`` forgets everything about ``name``.
+  ``clear(name)`` forgets everything about ``name``;
+* with ``authenticated`` set, every NOERROR answer carries the AD bit, as a
+  validating resolver's answers for a signed zone do (the test stands in for
+  that resolver; the records are not really signed); ``insecure(name)``
+  leaves the bit off for ``name`` only.
 
 Names are case-insensitive with an optional trailing dot. Records may be added
 while the server runs (a lock guards the tables). ``queries`` lists every
@@ -63,6 +68,8 @@ class DnsServer:
         self.host = host
         self.port = port
         self.queries: list[tuple[str, str]] = []
+        self.authenticated = False
+        self._insecure: set[str] = set()
         self._zone = _Zone()
         self._lock = threading.Lock()
         self._udp: socketserver.ThreadingUDPServer | None = None
@@ -82,6 +89,20 @@ class DnsServer:
 
     def add_cname(self, name: str, target: str) -> None:
         self._add(name, "CNAME", target if target.endswith(".") else target + ".")
+
+    def add_txt(self, name: str, text: str) -> None:
+        """One TXT record holding ``text`` (split into 255-byte strings as needed)."""
+        chunks = [text[i : i + 255] for i in range(0, len(text), 255)] or [""]
+        self._add(name, "TXT", " ".join('"' + c.replace('"', '\\"') + '"' for c in chunks))
+
+    def add_tlsa(self, name: str, record: str) -> None:
+        """A TLSA record such as ``"3 1 1 <hex>"`` at ``name`` (``_25._tcp.mx...``)."""
+        self._add(name, "TLSA", record)
+
+    def insecure(self, name: str) -> None:
+        """Answers for ``name`` never carry the AD bit, even while ``authenticated``."""
+        with self._lock:
+            self._insecure.add(_key(name))
 
     def null_mx(self, domain: str) -> None:
         """RFC 7505: ``MX 0 .`` says the domain accepts no mail."""
@@ -207,6 +228,7 @@ class DnsServer:
             self.queries.append((name, rdtype))
             special = self._zone.special.get(name)
             records = dict(self._zone.records)
+            secure = self.authenticated and name not in self._insecure
         if special == "timeout":
             return None
         response = dns.message.make_response(query)
@@ -217,6 +239,8 @@ class DnsServer:
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
             self._fill(response, records, name, rdtype)
+            if secure:
+                response.flags |= dns.flags.AD
         return response.to_wire()
 
     def _fill(

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
 
-from postline.app.settings import Settings, context_for, topology_for
-from postline.bus import Bus, Delivery
+from postline.app.settings import Settings, topology_for
 from postline.filter.api import Decision
-from postline.filter.main import build
 from postline.filter.message import FilterMessage
 from postline.filter.settings import FilterSettings
-from postline.lifecycle import Service, Supervisor
 from postline.models import Envelope, Event, EventKind, new_message_id
 from postline.reply import reply
 from postline.topology import Stage
+from tests.integration.filter.rig import Rig
 from tests.support.broker import queue_depth, wait_until
 
 pytestmark = pytest.mark.integration
@@ -67,64 +64,6 @@ class CrashOnce:
         if CrashOnce.calls == 1:
             raise RuntimeError("filter bug")
         return Decision.proceed()
-
-
-@dataclass
-class Rig:
-    """A running filter service plus a bus that publishes to submit and reads deliver/events."""
-
-    settings: Settings
-    probe: Bus
-    service: Service
-    delivered: list[Delivery] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    stopped: bool = False
-
-    async def stop_service(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            await self.service.drain(5)
-            await self.service.close()
-
-    def of_kind(self, kind: EventKind) -> list[Event]:
-        return [event for event in self.events if event.kind is kind]
-
-
-@pytest.fixture
-async def rig_factory(
-    broker_settings: Callable[..., Settings],
-) -> AsyncIterator[Callable[..., Awaitable[Rig]]]:
-    made: list[Rig] = []
-
-    async def make(consume_deliver: bool = True, **filter_section: object) -> Rig:
-        settings = broker_settings(
-            filter={"hostname": "relay.test", **filter_section}, broker={"delivery_limit": 1}
-        )
-        probe = Bus(settings.broker, topology_for(settings), name="probe", on_fatal=print)
-        service = build(settings.filter, context_for(settings), Supervisor())
-        rig = Rig(settings, probe, service)
-
-        async def on_deliver(delivery: Delivery) -> None:
-            rig.delivered.append(delivery)
-
-        async def on_event(delivery: Delivery) -> None:
-            rig.events.append(Event.from_json(delivery.body))
-
-        if consume_deliver:
-            probe.add_consumer(Stage.DELIVER, on_deliver, prefetch=10)
-        probe.add_consumer(Stage.EVENTS, on_event, prefetch=10)
-        await probe.start()
-        assert await probe.wait_connected(10)
-        await service.start()
-        made.append(rig)
-        await wait_until(lambda: service.ready, 10, "the filter service to be ready")
-        return rig
-
-    yield make
-    for rig in made:
-        await rig.stop_service()
-        await rig.probe.drain(1)
-        await rig.probe.close()
 
 
 def envelope(*rcpt_to: str) -> Envelope:

@@ -19,6 +19,7 @@ from postline.filter import message as message_module
 from postline.filter.api import Decision
 from postline.filter.chain import Chain, FilterTimeout
 from postline.filter.handler import FilterHandler
+from postline.filter.message import DEFAULT_LIMITS as DEFAULT
 from postline.filter.message import FilterMessage, HeaderLimits
 from postline.models import ENVELOPE_HEADER, Envelope, Event, EventKind
 from postline.topology import Stage
@@ -54,9 +55,11 @@ class Nap:
         return Decision.proceed()
 
 
-def handler(chain: Chain, **options: HeaderLimits) -> tuple[FilterHandler, RecordingBus]:
+def handler(chain: Chain, limits: HeaderLimits | None = None) -> tuple[FilterHandler, RecordingBus]:
     bus = RecordingBus()
-    made = FilterHandler(chain, cast(Bus, bus), reporting_mta="relay.test", **options)
+    made = FilterHandler(
+        chain, cast(Bus, bus), reporting_mta="relay.test", limits=limits or DEFAULT
+    )
     return made, bus
 
 

@@ -2,7 +2,7 @@
 
 ``check`` prints the loaded configuration as TOML with secrets masked, after
 the checks a service would make at start (including that every filter in
-``[filter] chain`` can be imported); a bad configuration exits 2 naming the
+``[filter] chain`` can be imported and built: DKIM keys readable, patterns valid); a bad configuration exits 2 naming the
 key. ``reference`` prints the reference tables of docs/configuration.md.
 """
 
@@ -27,8 +27,12 @@ def _config(args: argparse.Namespace) -> int:
         print(reference_markdown(), end="")
         return 0
     settings = settings_of(args)
-    from postline.filter.registry import check_chain
+    from postline.app.settings import context_for
+    from postline.filter.main import resolved
+    from postline.filter.registry import build_filters
 
-    check_chain(settings.filter)  # the one check that imports the filters it names
+    # The one check that imports the filters [filter] chain names, and builds
+    # them as the filter service would (DKIM key files, rule patterns, ...).
+    build_filters(resolved(settings.filter, context_for(settings)))
     print(effective_toml(settings), end="")
     return 0

@@ -23,23 +23,44 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Literal
 
 from postline.delivery import metrics
+from postline.delivery.dane import Tlsa
 from postline.delivery.settings import TlsPolicy
 from postline.delivery.smtpclient import ProtocolViolation, StrictSMTP
+from postline.delivery.sources import Source
+from postline.delivery.tlsrpt import PolicyType
 from postline.delivery.trouble import Phase, UnexpectedReply, expect
-from postline.reply import SmtpReply
+from postline.reply import ReplyError, SmtpReply
 
 
 @dataclass(frozen=True)
 class Target:
-    """One host to connect to, and how."""
+    """One host to connect to, and how.
+
+    ``tls_policy`` is the effective one (a transport security policy may have
+    raised it); ``tlsa`` the DANE records the certificate must match (TLS is
+    then mandatory); ``sts`` the MTA-STS mode it is delivered under;
+    ``tls_fallback`` the policy to try again with, on a new session, when TLS
+    fails (opportunistic: ``none``; MTA-STS testing: the domain's own policy);
+    ``domain`` and ``policy_type`` name the TLS report entry (``tlsrpt``);
+    ``source`` the local address and EHLO name; ``note`` a transcript line
+    saying which policy applies.
+    """
 
     mx: str
     address: str
     port: int
     tls_policy: TlsPolicy = "opportunistic"
     credentials: tuple[str, str] | None = None
+    tlsa: tuple[Tlsa, ...] = ()
+    sts: Literal["enforce", "testing"] | None = None
+    tls_fallback: TlsPolicy | None = None
+    domain: str = ""
+    policy_type: PolicyType = "no-policy-found"
+    source: Source | None = None
+    note: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
@@ -47,9 +68,27 @@ class Target:
         return f"{self.mx}[{self.address}]:{self.port}"
 
     @property
-    def key(self) -> tuple[str, str, int, str, str]:
+    def fallback(self) -> TlsPolicy | None:
+        """The policy a failed TLS handshake is retried with, if any."""
+        if self.tls_fallback is not None:
+            return self.tls_fallback
+        return "none" if self.tls_policy == "opportunistic" and not self.tlsa else None
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Sessions are shared only between targets with all of these equal."""
         user = self.credentials[0] if self.credentials else ""
-        return (self.mx, self.address, self.port, self.tls_policy, user)
+        source = self.source.address if self.source else ""
+        return (
+            self.mx,
+            self.address,
+            self.port,
+            self.tls_policy,
+            user,
+            source,
+            self.tlsa,
+            self.sts,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +120,7 @@ class Connection:
     tls_version: str | None = None  # e.g. TLSv1.3, once STARTTLS succeeded
     tls_cipher: str | None = None
     counted: bool = False
+    reported: bool = False  # its TLS outcome is in the TLS reports (``starttls.report``)
 
     def note(self, line: str) -> None:
         self.lines.append(line)
@@ -155,3 +195,15 @@ class Connection:
         if self.counted:
             self.counted = False
             metrics.CONNECTIONS_OPEN.dec()
+
+
+class HostFailure(ReplyError):
+    """This host cannot take mail now; ``reply`` says why (``remote``: in its own words)."""
+
+    def __init__(
+        self, reply: SmtpReply, phase: Phase, connection: Connection, remote: bool = False
+    ) -> None:
+        super().__init__(reply)
+        self.phase = phase
+        self.connection = connection
+        self.remote = remote

@@ -8,9 +8,16 @@
    once ``max_queue_lifetime`` since the first attempt is used up.
 3. Hand off, and wait for every confirm: the message again with only the
    deferred recipients (``attempt + 1``, ``first_attempt_at`` kept) to the
-   retry tier; one DSN for all bounced/expired recipients to ``submit`` (not
-   for a null sender, not for a bounce); the per-recipient, transcript and
-   DSN events. Only then does the handler return, so the bus acks.
+   retry tier; recipients whose destination was busy (no session slot: the
+   attempt never started) go back to the first tier with ``attempt``
+   unchanged, so waiting for a slot uses up no step of the retry schedule
+   (``max_queue_lifetime`` still bounds it); one DSN for the bounced/expired
+   recipients whose ``NOTIFY`` allows it to ``submit`` (not for a null
+   sender, not for a bounce, none for ``NOTIFY=NEVER``); one ``Action:
+   relayed`` DSN for delivered recipients that asked ``NOTIFY=SUCCESS`` when
+   the next hop did not take the DSN parameters over; the per-recipient,
+   transcript and DSN events. Only then does the handler return, so the bus
+   acks.
 
 Once a remote server has accepted, a requeue would deliver the mail again,
 so trouble in the hand-off retries the publish, never the delivery: each
@@ -46,7 +53,7 @@ from postline.delivery.route import domain_of
 from postline.delivery.settings import DeliverySettings
 from postline.delivery.transaction import Decision, Transaction
 from postline.delivery.trouble import Phase
-from postline.dsn import FailedRecipient, bounce, wants_dsn
+from postline.dsn import FailedRecipient, bounce, failure_notices, wants_success_notice
 from postline.models import Envelope, Event, EventKind, utcnow
 from postline.topology import Stage
 
@@ -87,37 +94,78 @@ class DeliveryHandler:
         decisions, events = await self._attempt(envelope, delivery.body, attempt)
         now = utcnow()
         plan = self._plan(attempt, first_attempt_at, now)
+        busy = self._plan(1, first_attempt_at, now)  # not counted: the shortest wait
         outcomes = [
-            settle(recipient, decisions[recipient], plan, self.settings.max_queue_lifetime)
+            settle(
+                recipient,
+                decisions[recipient],
+                plan if decisions[recipient].counted else busy,
+                self.settings.max_queue_lifetime,
+            )
             for recipient in dict.fromkeys(envelope.rcpt_to)
         ]
         events[:0] = recipient_events(envelope, attempt, outcomes, now)
         publishes: list[Publish] = []
-        deferred = tuple(o.recipient for o in outcomes if o.kind is EventKind.DEFERRED)
-        if deferred:
-            assert plan.tier is not None
-            retry = envelope.model_copy(
-                update={
-                    "rcpt_to": deferred,
-                    "attempt": attempt,
-                    "first_attempt_at": first_attempt_at,
-                }
+        for counted, tier_plan in ((True, plan), (False, busy)):
+            deferred = tuple(
+                o.recipient
+                for o in outcomes
+                if o.kind is EventKind.DEFERRED and decisions[o.recipient].counted is counted
             )
-            publishes.append(
-                partial(self.bus.publish_delayed, Stage.DELIVER, plan.tier, delivery.body, retry)
-            )
-        failed = [o for o in outcomes if o.kind in (EventKind.BOUNCED, EventKind.EXPIRED)]
-        bounce = failed and wants_dsn(envelope)
-        if bounce:
-            data, dsn, sent = self._bounce(envelope, delivery.body, failed, attempt, now)
+            if deferred:
+                assert tier_plan.tier is not None
+                retry = envelope.model_copy(
+                    update={
+                        "rcpt_to": deferred,
+                        "attempt": attempt if counted else envelope.attempt,
+                        "first_attempt_at": first_attempt_at,
+                    }
+                )
+                tier = tier_plan.tier
+                publishes.append(
+                    partial(self.bus.publish_delayed, Stage.DELIVER, tier, delivery.body, retry)
+                )
+        notices = self._notices(envelope, delivery.body, outcomes, decisions, attempt, now)
+        for data, dsn, sent in notices:
             publishes.append(partial(self.bus.publish_stage, Stage.SUBMIT, data, dsn))
             events.append(sent)
         publishes.append(partial(self.bus.publish_events, events))
         await all_confirmed([hand_off(publish, envelope.message_id) for publish in publishes])
-        if bounce:
+        for _ in notices:
             metrics.DSN_SENT.inc()
         metrics.MESSAGES.inc()
         self._account(envelope, outcomes, now)
+
+    def _notices(
+        self,
+        envelope: Envelope,
+        body: bytes,
+        outcomes: list[Outcome],
+        decisions: dict[str, Decision],
+        attempt: int,
+        now: datetime,
+    ) -> list[tuple[bytes, Envelope, Event]]:
+        """The failure DSN and the success (relayed) DSN this attempt owes the sender."""
+        if not envelope.mail_from or envelope.is_bounce:
+            return []
+        notices = []
+        failed = [
+            FailedRecipient(o.recipient, o.reply, o.mx, o.kind is EventKind.EXPIRED)
+            for o in outcomes
+            if o.kind in (EventKind.BOUNCED, EventKind.EXPIRED)
+        ]
+        if failure_notices(envelope, failed):
+            notices.append(self._dsn(envelope, body, failed, attempt, now, "failed"))
+        relayed = [
+            FailedRecipient(o.recipient, o.reply, o.mx)
+            for o in outcomes
+            if o.kind is EventKind.DELIVERED
+            and not decisions[o.recipient].dsn_passed
+            and wants_success_notice(envelope, o.recipient)
+        ]
+        if relayed:
+            notices.append(self._dsn(envelope, body, relayed, attempt, now, "relayed"))
+        return notices
 
     async def _attempt(
         self, envelope: Envelope, body: bytes, attempt: int
@@ -125,7 +173,16 @@ class DeliveryHandler:
         groups, malformed = split_by_domain(envelope.rcpt_to)
         decisions = {r: Decision(replies.BAD_ADDRESS, Phase.ROUTE, None) for r in malformed}
         transactions = {
-            domain: Transaction(envelope.mail_from, recipients, body, envelope.smtputf8)
+            domain: Transaction(
+                envelope.mail_from,
+                recipients,
+                body,
+                envelope.smtputf8,
+                auth_user=envelope.auth_user,
+                ret=envelope.ret,
+                envid=envelope.envid,
+                rcpt_params=dict(envelope.rcpt_params),
+            )
             for domain, recipients in groups.items()
         }
         talks: list[list[Conversation]] = await asyncio.gather(
@@ -150,16 +207,19 @@ class DeliveryHandler:
             now,
         )
 
-    def _bounce(
-        self, envelope: Envelope, body: bytes, failed: list[Outcome], attempt: int, now: datetime
+    def _dsn(
+        self,
+        envelope: Envelope,
+        body: bytes,
+        items: list[FailedRecipient],
+        attempt: int,
+        now: datetime,
+        action: str,
     ) -> tuple[bytes, Envelope, Event]:
-        """The DSN for ``failed``, its envelope and the ``dsn_sent`` event."""
-        items = [
-            FailedRecipient(o.recipient, o.reply, o.mx, o.kind is EventKind.EXPIRED) for o in failed
-        ]
+        """A DSN for ``items`` (``action``: failed or relayed), its envelope and its event."""
         return bounce(
             envelope, body, items, reporting_mta=self.reporting_mta,
-            service=SERVICE, attempt=attempt, now=now,
+            service=SERVICE, attempt=attempt, now=now, action=action,
         )  # fmt: skip
 
     def _account(self, envelope: Envelope, outcomes: list[Outcome], now: datetime) -> None:

@@ -3,10 +3,13 @@
 ``build`` returns a ``DeliveryService``: a ``Worker`` consuming ``deliver`` with
 at most ``[delivery] concurrency`` messages in flight, plus the resources its
 handler shares across messages: the DNS resolver and cache, the pool of
-reusable outbound connections, and the per-destination session limiter.
-``start`` prepares them (TLS contexts, nameservers, the broker's addresses
-for the destination guard) before consuming; ``close`` says QUIT to idle
-connections. ``postline delivery`` runs it through the shared lifecycle.
+reusable outbound connections, the per-destination session limiter, the
+memory of hosts that are down (``health``), the MTA-STS policy cache, the
+source address pools and the TLS report table (``tls_reports``). ``start``
+prepares them (TLS contexts, nameservers, the broker's addresses for the
+destination guard, the HTTPS client of policy fetches) before consuming;
+``close`` says QUIT to idle connections and closes the HTTPS client.
+``postline delivery`` runs it through the shared lifecycle.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ from postline.context import ServiceContext
 from postline.delivery.connection import Timeouts
 from postline.delivery.engine import Engine
 from postline.delivery.handler import DeliveryHandler
+from postline.delivery.health import HostHealth
+from postline.delivery.mtasts import MtaSts
 from postline.delivery.mx import Resolver
 from postline.delivery.pool import Limiter, Pool
 from postline.delivery.route import DestinationGuard, broker_addresses
+from postline.delivery.security import Security
 from postline.delivery.sender import SessionConfig, tls_contexts
 from postline.delivery.settings import DeliverySettings
+from postline.delivery.sources import Sources
+from postline.delivery.tlsrpt import TlsReports
 from postline.lifecycle import Service, Supervisor
 from postline.topology import Stage
 from postline.worker import Worker
@@ -43,9 +51,13 @@ class DeliveryService:
             timeout=section.dns_timeout,
             cache_ttl=section.dns_cache_ttl,
             max_mx_hosts=section.max_mx_hosts,
+            dnssec=section.dnssec_resolver,
         )
         self.limiter = Limiter(section.per_destination_concurrency, section.destination_wait)
+        self.health = HostHealth(section.host_failure_limit, section.host_backoff)
+        self.tls_reports = TlsReports()
         self.pool: Pool | None = None
+        self.mta_sts: MtaSts | None = None
 
     async def start(self) -> None:
         section, context = self._section, self._context
@@ -56,6 +68,7 @@ class DeliveryService:
             unverified_tls=unverified,
             verified_tls=verified,
             timeouts=timeouts_of(section),
+            reports=self.tls_reports,
         )
         self.pool = Pool(
             config,
@@ -68,7 +81,26 @@ class DeliveryService:
         guard = DestinationGuard(
             section.deny_private_destinations, await broker_addresses(context.broker.url)
         )
-        engine = Engine(section, self.resolver, guard, self.pool, self.limiter)
+        if section.mta_sts:
+            self.mta_sts = MtaSts(
+                self.resolver,
+                guard,
+                self.tls_reports,
+                port=section.mta_sts_port,
+                ca_file=section.mta_sts_ca_file,
+                timeout=section.mta_sts_timeout,
+            )
+            await self.mta_sts.start()
+        engine = Engine(
+            section,
+            self.resolver,
+            guard,
+            self.pool,
+            self.limiter,
+            security=Security(section, self.resolver, self.tls_reports, self.mta_sts),
+            health=self.health,
+            sources=Sources(section.source_addresses, section.pools),
+        )
         handler = DeliveryHandler(section, engine, self.worker.bus, reporting_mta=context.hostname)
         self.worker.set_handler(handler)
         await self.worker.start()
@@ -83,6 +115,9 @@ class DeliveryService:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
+        if self.mta_sts is not None:
+            await self.mta_sts.close()
+        self.health.clear()
         await self.worker.close()
 
 

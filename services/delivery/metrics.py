@@ -49,7 +49,8 @@ DSN_SENT = Counter(
 )
 DESTINATION_BUSY = Counter(
     "postline_delivery_destination_busy_total",
-    "Messages deferred because their destination had no free session slot in time.",
+    "Messages requeued because their destination had no free session slot in time "
+    "(the attempt is not counted against the retry schedule).",
 )
 OUT_OF_STEP = Counter(
     "postline_delivery_out_of_step_total",
@@ -60,4 +61,30 @@ OUT_OF_STEP = Counter(
 MESSAGES = Counter(
     "postline_delivery_messages_total",
     "Messages taken from the deliver queue and finished (every outcome published).",
+)
+TLS_POLICY_RESULTS = Counter(
+    "postline_delivery_tls_policy_results_total",
+    "TLS outcomes under a policy, RFC 8460 style: policy (sts, tlsa, no-policy-found) and "
+    "result (success, or an RFC 8460 result type such as validation-failure).",
+    ["policy", "result"],
+)
+MTA_STS_FETCHES = Counter(
+    "postline_delivery_mta_sts_fetches_total",
+    "MTA-STS policy fetches (HTTPS) by result (ok, failed, invalid).",
+    ["result"],
+)
+HOSTS_DOWN = Gauge(
+    "postline_delivery_hosts_down",
+    "Destination hosts skipped now after consecutive connection failures or timeouts.",
+)
+HOST_SKIPS = Counter(
+    "postline_delivery_host_skips_total",
+    "Connections not attempted because the destination host is down (in its back-off).",
+)
+CONVERSIONS = Counter(
+    "postline_delivery_conversions_total",
+    "Messages adapted to a server's extensions, by kind (7bit: 8-bit body made "
+    "quoted-printable for a server without 8BITMIME; a-label: IDN domains sent as A-labels "
+    "to a server without SMTPUTF8).",
+    ["kind"],
 )

@@ -15,8 +15,19 @@ Contract:
   SERVFAIL and timeouts are never cached, so a passing failure never turns
   into a bounce.
 
+* ``Resolver.records(name, rdtype)`` is any other lookup (``TXT`` for MTA-STS,
+  ``TLSA`` for DANE), cached the same way; TXT records come back as their
+  strings joined.
+* With ``dnssec=True`` (``[delivery] dnssec_resolver``: the nameservers
+  validate) queries ask for DNSSEC (EDNS DO, the AD flag) and every answer
+  says whether the resolver vouched for it (``secure``: the AD bit). MX hosts
+  carry the MX answer's ``secure``; ``secure_addresses`` the address answers'.
+  Without it nothing is ever secure.
+
 ``[delivery] dns_nameservers`` (``host`` or ``host:port``) replaces the system
-resolver; this is how tests point delivery at a DNS server on loopback.
+resolver; this is how tests point delivery at a DNS server on loopback. Names
+reach dnspython as text; its codec is IDNA 2008 (UTS 46), the same as
+``idn.to_ascii``.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.resolver
@@ -51,12 +63,16 @@ class RouteError(ReplyError):
 class MxHost:
     name: str
     preference: int
+    secure: bool = False  # the MX answer was DNSSEC-validated (AD bit)
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Records:
+    """One lookup's records (as text), whether the name exists, whether it was validated."""
+
     records: tuple[str, ...]
     nxdomain: bool = False
+    secure: bool = False
 
 
 def order_mx(records: Sequence[MxHost], rng: random.Random | None = None) -> list[MxHost]:
@@ -84,12 +100,14 @@ class Resolver:
         timeout: float,
         cache_ttl: float,
         max_mx_hosts: int,
+        dnssec: bool = False,
     ) -> None:
         self._nameservers = list(nameservers)
+        self._dnssec = dnssec
         self._timeout = timeout
         self._cache_ttl = cache_ttl
         self._max_mx = max_mx_hosts
-        self._cache: OrderedDict[tuple[str, str], tuple[float, _Answer]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Records]] = OrderedDict()
         self._resolver: dns.asyncresolver.Resolver | None = None
 
     async def start(self) -> None:
@@ -111,6 +129,9 @@ class Resolver:
         self._resolver.lifetime = self._timeout
         self._resolver.timeout = min(self._timeout, 5.0)
         self._resolver.cache = None
+        if self._dnssec:
+            self._resolver.use_edns(0, dns.flags.DO, 1232)
+            self._resolver.flags = dns.flags.RD | dns.flags.AD
 
     async def mx_hosts(self, domain: str) -> list[MxHost]:
         answer = await self._lookup(domain, "MX")
@@ -124,22 +145,31 @@ class Resolver:
             if not name:
                 null_mx = True
                 continue
-            hosts.append(MxHost(name, int(preference)))
+            hosts.append(MxHost(name, int(preference), answer.secure))
         if null_mx and not hosts:
             raise RouteError(replies.detailed(replies.NULL_MX, domain))
         if not hosts:
             return [MxHost(domain, 0)]  # implicit MX (RFC 5321 5.1)
         return order_mx(hosts)[: self._max_mx]
 
+    async def records(self, name: str, rdtype: str) -> Records:
+        """Records of ``rdtype`` at ``name`` (``RouteError`` on SERVFAIL/timeouts)."""
+        return await self._lookup(name, rdtype)
+
     async def addresses(self, host: str) -> list[str]:
+        return (await self.secure_addresses(host))[0]
+
+    async def secure_addresses(self, host: str) -> tuple[list[str], bool]:
+        """The addresses of ``host`` and whether every answer that had some was validated."""
         if is_ip(host):
-            return [host]
+            return [host], True
         results = await asyncio.gather(
             self._lookup(host, "AAAA"), self._lookup(host, "A"), return_exceptions=True
         )
         found: list[list[str]] = []
         failures: list[RouteError] = []
         nxdomain = 0
+        secure = True
         for result in results:
             if isinstance(result, RouteError):
                 failures.append(result)
@@ -148,16 +178,17 @@ class Resolver:
             else:
                 found.append(list(result.records))
                 nxdomain += result.nxdomain
+                secure = secure and (result.secure or not result.records)
         addresses = _interleave(*found)
         if addresses:
-            return addresses
+            return addresses, secure and not failures
         if failures:
             raise failures[0]
         if nxdomain == len(results):
             raise RouteError(replies.detailed(replies.DOMAIN_NOT_FOUND, host))
         raise RouteError(replies.detailed(replies.NO_ADDRESS, host))
 
-    async def _lookup(self, name: str, rdtype: str) -> _Answer:
+    async def _lookup(self, name: str, rdtype: str) -> Records:
         key = (name.lower().rstrip("."), rdtype)
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
@@ -173,27 +204,36 @@ class Resolver:
         self._remember(key, answer, ttl)
         return answer
 
-    async def _query(self, name: str, rdtype: str) -> tuple[_Answer, float]:
+    async def _query(self, name: str, rdtype: str) -> tuple[Records, float]:
         assert self._resolver is not None, "Resolver.start() was not called"
         qname = dns.name.from_text(name)
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
-            return _Answer((), nxdomain=True), self._cache_ttl
+            return Records((), nxdomain=True), self._cache_ttl
         except dns.resolver.NoAnswer:
-            return _Answer(()), self._cache_ttl
+            return Records(()), self._cache_ttl
         rrset = answer.rrset
-        records = tuple(rdata.to_text() for rdata in rrset) if rrset is not None else ()
+        records = tuple(_text(rdata) for rdata in rrset) if rrset is not None else ()
         ttl = float(rrset.ttl) if rrset is not None else self._cache_ttl
-        return _Answer(records), min(ttl, self._cache_ttl)
+        secure = self._dnssec and bool(answer.response.flags & dns.flags.AD)
+        return Records(records, secure=secure), min(ttl, self._cache_ttl)
 
-    def _remember(self, key: tuple[str, str], answer: _Answer, ttl: float) -> None:
+    def _remember(self, key: tuple[str, str], answer: Records, ttl: float) -> None:
         if ttl <= 0:
             return
         self._cache[key] = (time.monotonic() + ttl, answer)
         self._cache.move_to_end(key)
         while len(self._cache) > _CACHE_ENTRIES:
             self._cache.popitem(last=False)
+
+
+def _text(rdata: object) -> str:
+    """A record as text; a TXT record as its strings joined (RFC 7208 3.3, RFC 8461 3.1)."""
+    strings = getattr(rdata, "strings", None)
+    if isinstance(strings, tuple):
+        return b"".join(strings).decode("utf-8", "replace")
+    return str(rdata)
 
 
 def _interleave(*lists: list[str]) -> list[str]:

@@ -16,7 +16,9 @@ time and the seconds since ingress accepted the message. All of it is data;
 no ``name[ip]:port`` string is put in an event (readers render it). Event ids
 of recipient outcomes are derived from message id, attempt, kind and
 recipient, so a redelivered message that reaches the same outcome repeats the
-same ids (audit drops the duplicates); each transcript is its own event.
+same ids (audit drops the duplicates); an attempt that did not count
+(destination busy: the next one has the same number) adds its time. Each
+transcript is its own event.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SERVICE = "delivery"
 _FIXED = {
     Phase.ROUTE: "no usable route",
     Phase.DNS: "DNS lookup failed",
+    Phase.POLICY: "transport security policy",
     Phase.CONNECT: "could not connect",
     Phase.STARTTLS: "TLS failed",
     Phase.AUTH: "smarthost authentication failed",
@@ -72,6 +75,7 @@ class Outcome:
     where: Where | None
     reason: str
     next_attempt_at: datetime | None = None
+    counted: bool = True  # False: the attempt never started (destination busy)
 
     @property
     def mx(self) -> Peer | None:
@@ -97,13 +101,15 @@ def settle(recipient: str, decision: Decision, plan: RetryPlan, lifetime: float)
     if plan.expired:
         reason = f"expired: not delivered within {format_duration(lifetime)}; last: {how}"
         return Outcome(recipient, EventKind.EXPIRED, decision.reply, decision.where, reason)
+    uncounted = "" if decision.counted else ", attempt not counted"
     return Outcome(
         recipient,
         EventKind.DEFERRED,
         decision.reply,
         decision.where,
-        f"{how}; retry via tier {plan.tier}",
+        f"{how}; retry via tier {plan.tier}{uncounted}",
         plan.next_attempt_at,
+        decision.counted,
     )
 
 
@@ -113,7 +119,9 @@ def recipient_events(
     queued = (now - envelope.received_at).total_seconds()
     return [
         Event(
-            event_id=stable_event_id(envelope.message_id, attempt, outcome.kind, outcome.recipient),
+            event_id=stable_event_id(
+                envelope.message_id, attempt, outcome.kind, outcome.recipient, *_again(outcome, now)
+            ),
             kind=outcome.kind,
             at=now,
             service=SERVICE,
@@ -131,6 +139,11 @@ def recipient_events(
         )
         for outcome in outcomes
     ]
+
+
+def _again(outcome: Outcome, now: datetime) -> tuple[str, ...]:
+    """An uncounted attempt repeats its attempt number: its time keeps its event apart."""
+    return () if outcome.counted else ("busy", now.isoformat())
 
 
 def conversation_events(

@@ -1,25 +1,27 @@
 """Connection reuse and per-destination shaping.
 
-``Pool`` keeps idle outbound sessions per target (MX name, address, port, TLS
-policy, credentials) and hands them out again: ``acquire`` sends ``RSET`` on an
-idle session first (within the short ``rset_timeout``) and uses it only if the
+``Pool`` keeps idle outbound sessions per target (``Target.key``: MX name,
+address, port, TLS policy and transport security, credentials, source
+address) and hands them out again: ``acquire`` sends ``RSET`` on an idle
+session first (within the short ``rset_timeout``) and uses it only if the
 server answers 250 and nothing else, else closes it and tries the next one or
-opens a new session. A session is kept only while it is reusable: alive and
-in step, i.e. every reply matched its command and nothing unread or
-unsolicited arrived on it (``Connection.reusable``). One that got input it did
-not ask for, even while idle, is closed at once, never sent RSET: its replies
-would be read one step late (counted in ``postline_delivery_out_of_step_total``
-where it is noticed, ``smtpclient``). ``release`` keeps a reusable session that
-has served fewer than ``max_messages_per_connection`` transactions and fits
-within ``max_idle_connections``; everything else gets ``QUIT`` (an out-of-step
+opens a new session (a reused one notes the target's TLS policy line). A
+session is kept only while it is reusable: alive and in step, i.e. every
+reply matched its command and nothing unread or unsolicited arrived on it
+(``Connection.reusable``). One that got input it did not ask for, even while
+idle, is closed at once, never sent RSET: its replies would be read one step
+late (counted in ``postline_delivery_out_of_step_total`` where it is noticed,
+``smtpclient``). ``release`` keeps a reusable session that has served fewer
+than ``max_messages_per_connection`` transactions and fits within
+``max_idle_connections``; everything else gets ``QUIT`` (an out-of-step
 session is just closed). Idle sessions are closed after
 ``connection_idle_timeout``.
 
 ``Limiter`` caps concurrent sessions per destination (recipient domain or
 configured hop) at ``per_destination_concurrency``; a message that cannot get
-a slot within ``destination_wait`` gets ``DestinationBusy`` and is deferred by
-the caller, so a slow or tarpitting destination holds at most its own slots
-and never every worker.
+a slot within ``destination_wait`` gets ``DestinationBusy`` and is requeued by
+the caller (without counting the attempt), so a slow or tarpitting
+destination holds at most its own slots and never every worker.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class Pool:
         self._max_per_connection = max_per_connection
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
-        self._idle: dict[tuple[str, str, int, str, str], list[Connection]] = defaultdict(list)
+        self._idle: dict[tuple[object, ...], list[Connection]] = defaultdict(list)
         self._closing: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -71,6 +73,8 @@ class Pool:
             connection = idle.pop()
             if await self._still_good(connection):
                 metrics.TRANSACTIONS.labels("reused").inc()
+                if target.note:
+                    connection.note(target.note)
                 return connection, True
         connection = await open_session(target, self.config)
         metrics.TRANSACTIONS.labels("new").inc()

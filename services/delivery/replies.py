@@ -23,8 +23,12 @@ NO_MX_ADDRESS = reply(554, "5.4.4", "No address found for any mail exchanger")
 PRIVATE_DESTINATION = reply(554, "5.4.4", "Destination address refused (deny_private_destinations)")
 BAD_ADDRESS = reply(553, "5.1.3", "Bad recipient address syntax")
 DESTINATION_BUSY = reply(451, "4.4.5", "Destination busy, too many sessions in progress")
+HOST_DOWN = reply(451, "4.4.1", "Host skipped: down after repeated connection failures")
 SMTPUTF8_UNSUPPORTED = reply(553, "5.6.7", "Remote server does not support SMTPUTF8")
 MESSAGE_TOO_BIG = reply(552, "5.3.4", "Message too big for the remote server")
+CONVERSION_IMPOSSIBLE = reply(
+    554, "5.6.3", "Conversion to 7-bit required (no 8BITMIME at the remote) but not possible"
+)
 
 # Network and session
 CONNECT_FAILED = reply(451, "4.4.1", "Connection failed")
@@ -42,6 +46,11 @@ TLS_FAILED = reply(451, "4.7.5", "TLS negotiation failed")
 TLS_UNAVAILABLE = reply(451, "4.7.4", "TLS required but not offered by the remote server")
 AUTH_WITHOUT_TLS = reply(451, "4.7.0", "Refusing to authenticate over an unencrypted connection")
 AUTH_FAILED = reply(451, "4.7.0", "Authentication at the smarthost failed")
+# Transport security policies: a failure is temporary (RFC 8461 5, RFC 7672 2.2)
+MTA_STS_MX_MISMATCH = reply(451, "4.7.5", "MTA-STS: MX host not allowed by the domain's policy")
+DANE_FAILED = reply(451, "4.7.5", "DANE: certificate does not match the TLSA records")
+DANE_LOOKUP = reply(451, "4.7.5", "DANE: TLSA lookup failed")
+NO_SOURCE = reply(451, "4.4.0", "No source address of this address family in the pool")
 
 
 def detailed(base: SmtpReply, detail: str) -> SmtpReply:

@@ -26,6 +26,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from postline.delivery.idn import IdnaError, to_ascii
 from postline.delivery.settings import DeliverySettings
 from postline.netaddr import parse_ip
 from postline.values import NextHop
@@ -110,15 +111,21 @@ async def broker_addresses(url: str) -> set[str]:
 
 
 def domain_of(address: str) -> str | None:
-    """The lower-cased domain of ``address`` (``None`` if it has no usable one).
+    """The domain of ``address`` in A-labels, lower case (``None`` if it has no usable one).
 
     Splits at the last ``@`` (a quoted local part may contain ``@``); refuses
-    control characters, which no SMTP command may carry.
+    control characters, which no SMTP command may carry, and domains that are
+    not valid IDNA 2008 (``idn.to_ascii``): ``straße.test`` and
+    ``xn--strae-oqa.test`` are the same destination, for routes, DNS and
+    policies alike.
     """
     if any(ord(char) < 32 or ord(char) == 127 for char in address):
         return None
     local, at, domain = address.rpartition("@")
-    domain = domain.strip().rstrip(".").lower()
+    domain = domain.strip().rstrip(".")
     if not at or not local or not domain or " " in domain:
         return None
-    return domain
+    try:
+        return to_ascii(domain)
+    except IdnaError:
+        return None

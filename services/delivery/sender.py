@@ -1,39 +1,46 @@
 """Opening outbound sessions: connect, greet, EHLO, STARTTLS, AUTH.
 
-``open_session(target, config)`` connects (``connect_timeout``), reads the
-greeting (``greeting_timeout``), says EHLO (HELO if EHLO is not understood),
-negotiates STARTTLS as the target's ``tls_policy`` says and authenticates at
-a smarthost (only over TLS). Every reply is judged by ``trouble.expect`` for its
-phase: 220 greeting, 250 EHLO/HELO, 220 STARTTLS, 235 AUTH; a 4xx/5xx is the
-remote's refusal, anything else (or a malformed reply, or input out of step) a
-protocol error. Anything that makes the host unusable raises ``HostFailure``
-with the reply standing for it, the phase, and whether the reply is the
-remote's own (``remote``), so the caller can try the next host. ``tls_policy``:
+``open_session(target, config)`` connects (``connect_timeout``; from the
+target's source address, if one was chosen), reads the greeting
+(``greeting_timeout``), says EHLO (HELO if EHLO is not understood; the
+source's EHLO name if it has one), negotiates STARTTLS as the target says
+(``starttls``) and authenticates at a smarthost (only over TLS). Every reply
+is judged by ``trouble.expect`` for its phase: 220 greeting, 250 EHLO/HELO,
+220 STARTTLS, 235 AUTH; a 4xx/5xx is the remote's refusal, anything else (or
+a malformed reply, or input out of step) a protocol error. Anything that
+makes the host unusable raises ``HostFailure`` with the reply standing for
+it, the phase, and whether the reply is the remote's own (``remote``), so the
+caller can try the next host. ``tls_policy``:
 
 * ``none``: never STARTTLS;
 * ``opportunistic``: STARTTLS when offered, certificate not checked; a failed
   handshake (or a wrong reply to STARTTLS) is retried once on a new plaintext
   session (as Postfix does);
-* ``required``: STARTTLS or give up on this host, certificate not checked;
+* ``required``: STARTTLS or give up on this host, certificate not checked
+  (with DANE TLSA records: the certificate must match them);
 * ``verify``: STARTTLS with a certificate valid for the MX name (system CAs
-  or ``tls_ca_file``), or give up on this host.
+  or ``tls_ca_file``), or give up on this host (MTA-STS ``testing``: record
+  it and go on under the domain's own policy).
 
 Every command and reply goes to the connection's transcript: never
-credentials. ``Target``, ``Timeouts`` and ``Connection`` live in ``connection``.
+credentials. ``Target``, ``Timeouts``, ``Connection`` and ``HostFailure`` live
+in ``connection``.
 """
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import aiosmtplib
 
-from postline.delivery import metrics, replies
-from postline.delivery.connection import Connection, Target, Timeouts
+from postline.delivery import metrics, replies, starttls
+from postline.delivery.connection import Connection, HostFailure, Target, Timeouts
+from postline.delivery.settings import TlsPolicy
 from postline.delivery.smtpclient import ProtocolViolation, StrictSMTP
+from postline.delivery.tlsrpt import TlsReports
 from postline.delivery.trouble import Phase, UnexpectedReply, expect, reply_for, reply_words
-from postline.reply import ReplyError, SmtpReply
 
 __all__ = ["Connection", "HostFailure", "SessionConfig", "Target", "Timeouts", "open_session"]
 
@@ -47,6 +54,13 @@ class SessionConfig:
     unverified_tls: ssl.SSLContext
     verified_tls: ssl.SSLContext
     timeouts: Timeouts = field(default_factory=Timeouts)
+    reports: TlsReports | None = None
+
+    def helo_for(self, target: Target) -> str:
+        """The EHLO name: the source address's own, else ``helo_name``."""
+        if target.source is not None and target.source.helo_name:
+            return target.source.helo_name
+        return self.helo_name
 
 
 def tls_contexts(ca_file: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -56,18 +70,6 @@ def tls_contexts(ca_file: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     unverified.verify_mode = ssl.CERT_NONE
     verified = ssl.create_default_context(cafile=ca_file)
     return unverified, verified
-
-
-class HostFailure(ReplyError):
-    """This host cannot take mail now; ``reply`` says why (``remote``: in its own words)."""
-
-    def __init__(
-        self, reply: SmtpReply, phase: Phase, connection: Connection, remote: bool = False
-    ) -> None:
-        super().__init__(reply)
-        self.phase = phase
-        self.connection = connection
-        self.remote = remote
 
 
 async def open_session(target: Target, config: SessionConfig) -> Connection:
@@ -80,8 +82,12 @@ async def open_session(target: Target, config: SessionConfig) -> Connection:
         await _hello(connection, config)
         if target.tls_policy != "none":
             phase = Phase.STARTTLS
-            if await _starttls(connection, config):
-                return await _plaintext_again(connection, config)
+            outcome = await starttls.negotiate(
+                connection, config, partial(_hello, connection, config)
+            )
+            if outcome == "again":
+                assert target.fallback is not None
+                return await _again(connection, config, target.fallback)
         metrics.TLS_SESSIONS.labels(connection.tls).inc()
         if target.credentials is not None:
             phase = Phase.AUTH
@@ -107,14 +113,23 @@ def _failure(connection: Connection, error: Exception, phase: Phase) -> HostFail
     return HostFailure(reply, phase, connection)
 
 
-async def _plaintext_again(connection: Connection, config: SessionConfig) -> Connection:
-    """Opportunistic TLS failed: the same host again on a new session, without STARTTLS."""
+async def _again(connection: Connection, config: SessionConfig, policy: TlsPolicy) -> Connection:
+    """TLS failed: the same host again on a new session under ``policy``.
+
+    The new session keeps ``connection``'s target (its pool key and its TLS
+    report entry, already written) and its transcript lines.
+    """
     target = connection.target
     connection.abort()
-    plain = Target(target.mx, target.address, target.port, "none", target.credentials)
-    fallback = await open_session(plain, config)
+    # no TLS report for the retry: the failure that caused it is the session's report
+    retry = replace(target, tls_policy=policy, tls_fallback=None, tlsa=(), sts=None, domain="")
+    retry = replace(retry, note="")
+    if policy == "opportunistic":
+        retry = replace(retry, tls_fallback="none")
+    fallback = await open_session(retry, config)
     fallback.lines[:0] = connection.take_lines()
     fallback.target = target
+    fallback.reported = True
     return fallback
 
 
@@ -126,12 +141,16 @@ async def _connect(
     smtp = StrictSMTP(
         target.address,
         target.port,
-        local_hostname=config.helo_name,
+        local_hostname=config.helo_for(target),
         timeout=timeouts.command,
         greeting_timeout=timeouts.greeting,
+        source_address=target.source.address if target.source else None,
     )
     connection = Connection(target, smtp, timeouts)
-    connection.note(f"connect to {target.label}")
+    source = f" from {target.source.address}" if target.source else ""
+    connection.note(f"connect to {target.label}{source}")
+    if target.note:
+        connection.note(target.note)
     try:
         greeting = await smtp.connect(timeout=config.connect_timeout)
     except Exception as error:
@@ -155,7 +174,7 @@ def _accepted(
 
 async def _hello(connection: Connection, config: SessionConfig) -> None:
     smtp = connection.smtp
-    connection.note(f"> EHLO {config.helo_name}")
+    connection.note(f"> EHLO {config.helo_for(connection.target)}")
     try:
         response = await smtp.ehlo()
     except aiosmtplib.SMTPHeloError as error:
@@ -167,62 +186,11 @@ async def _hello(connection: Connection, config: SessionConfig) -> None:
 
 
 async def _helo(connection: Connection, config: SessionConfig) -> aiosmtplib.SMTPResponse:
-    connection.note(f"> HELO {config.helo_name}")
+    connection.note(f"> HELO {config.helo_for(connection.target)}")
     try:
         return await connection.smtp.helo()
     except aiosmtplib.SMTPHeloError as error:
         return aiosmtplib.SMTPResponse(error.code, error.message)
-
-
-async def _starttls(connection: Connection, config: SessionConfig) -> bool:
-    """STARTTLS per policy; True when an opportunistic session should retry in plaintext."""
-    target, smtp = connection.target, connection.smtp
-    policy = target.tls_policy
-    if not smtp.supports_extension("starttls"):
-        if policy in ("required", "verify"):
-            connection.note("STARTTLS not offered")
-            metrics.TLS_SESSIONS.labels("failed").inc()
-            raise HostFailure(
-                replies.detailed(replies.TLS_UNAVAILABLE, target.label), Phase.STARTTLS, connection
-            )
-        return False
-    verify = policy == "verify"
-    connection.note("> STARTTLS")
-    try:
-        response = await smtp.starttls(
-            server_hostname=target.mx,
-            tls_context=config.verified_tls if verify else config.unverified_tls,
-            timeout=config.timeouts.command,
-        )
-        connection.replied(response.code, response.message)
-        smtp.check_in_step()  # plaintext after the 220 is an injection (RFC 3207 4.2)
-        await _hello(connection, config)
-    except HostFailure:
-        raise
-    except Exception as error:
-        return _tls_failed(connection, error)
-    connection.tls = "verified" if verify else "unverified"
-    cipher = smtp.get_transport_info("cipher")
-    if cipher:
-        connection.tls_cipher, connection.tls_version = str(cipher[0]), str(cipher[1])
-    name = f"{cipher[1]} {cipher[0]}" if cipher else "?"
-    connection.note(f"TLS established: {name}, certificate {connection.tls}")
-    return False
-
-
-def _tls_failed(connection: Connection, error: Exception) -> bool:
-    """True (retry in plaintext) under opportunistic TLS, else ``HostFailure``."""
-    if isinstance(error, aiosmtplib.SMTPResponseException):
-        connection.replied(error.code, error.message)
-    elif isinstance(error, ProtocolViolation):
-        connection.noted(error)
-    reply = reply_for(error, Phase.STARTTLS, connection.target.label)
-    connection.note(f"TLS failed: {reply}")
-    metrics.TLS_SESSIONS.labels("failed").inc()
-    if connection.target.tls_policy == "opportunistic":
-        connection.note("retrying without TLS (opportunistic)")
-        return True
-    raise HostFailure(reply, Phase.STARTTLS, connection) from None
 
 
 async def _authenticate(connection: Connection, credentials: tuple[str, str]) -> None:

@@ -1,4 +1,8 @@
-"""The ``[delivery]`` section: MX resolution, outbound SMTP, retries."""
+"""The ``[delivery]`` section: MX resolution, outbound SMTP, transport security, retries.
+
+Domains in ``routes`` and ``tls_domain_policies`` are stored in their A-label
+form (IDNA 2008, ``idn.to_ascii``), the form every lookup uses.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from postline.delivery.idn import to_ascii
+from postline.delivery.sources import SourceAddress, SourcePool
 from postline.values import Duration, Hop, HostPort, Listen, Nameserver, RetrySchedule
 
 TlsPolicy = Literal["none", "opportunistic", "required", "verify"]
@@ -139,6 +145,51 @@ class DeliverySettings(BaseModel):
     max_idle_connections: int = Field(
         default=100, ge=0, le=10_000, description="Idle outbound connections kept for reuse."
     )
+    mta_sts: bool = Field(
+        default=True,
+        description="Apply recipient domains' MTA-STS policies (RFC 8461): in 'enforce' mode "
+        "deliver only to MX hosts the policy names, over verified TLS, else defer.",
+    )
+    mta_sts_timeout: Duration = Field(
+        default=10.0, description="Time limit of one MTA-STS policy fetch (HTTPS)."
+    )
+    mta_sts_port: int = Field(
+        default=443, ge=1, le=65535, description="HTTPS port of policy hosts (tests only)."
+    )
+    mta_sts_ca_file: str | None = Field(
+        default=None,
+        description="CA bundle that verifies policy hosts (tests only; default: the system store).",
+    )
+    dane: bool = Field(
+        default=False,
+        description="Apply DANE (RFC 7672): TLSA records of an MX make TLS mandatory and "
+        "authenticate its certificate. Needs dnssec_resolver; wins over MTA-STS.",
+    )
+    dnssec_resolver: bool = Field(
+        default=False,
+        description="The configured nameservers validate DNSSEC (set the AD bit), like a local "
+        "validating resolver; only then are TLSA records trusted.",
+    )
+    host_failure_limit: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="Consecutive connection failures or timeouts after which a host is "
+        "skipped for host_backoff by every message of this process; 0: never skip.",
+    )
+    host_backoff: Duration = Field(
+        default=120.0, description="How long a host that is down is skipped before a new try."
+    )
+    source_addresses: list[SourceAddress] = Field(
+        default_factory=list,
+        description='Local addresses to send from, e.g. [{ address = "192.0.2.10", '
+        'helo_name = "out1.example.org" }]; empty: the system chooses.',
+    )
+    pools: list[SourcePool] = Field(
+        default_factory=list,
+        description="[[delivery.pools]]: name, sender_domains, auth_users and addresses "
+        "(source address -> weight) for senders that keep their own reputation.",
+    )
     metrics_listen: Listen | None = Field(
         default=HostPort("0.0.0.0", 9103), description="/metrics, /healthz, /readyz address."
     )
@@ -146,7 +197,7 @@ class DeliverySettings(BaseModel):
     @field_validator("routes", "tls_domain_policies")
     @classmethod
     def _lower_domains(cls, routes: dict[str, object]) -> dict[str, object]:
-        return {domain.lower().rstrip("."): hop for domain, hop in routes.items()}
+        return {to_ascii(domain): hop for domain, hop in routes.items()}
 
     @model_validator(mode="after")
     def _lifetime_covers_first_retry(self) -> DeliverySettings:
@@ -156,4 +207,19 @@ class DeliverySettings(BaseModel):
             raise ValueError("smarthost_username and smarthost_password go together")
         if self.smarthost_username is not None and self.smarthost is None:
             raise ValueError("smarthost_username is set but smarthost is empty")
+        if self.dane and not self.dnssec_resolver:
+            raise ValueError("dane needs dnssec_resolver = true (a validating resolver)")
+        self._check_pools()
         return self
+
+    def _check_pools(self) -> None:
+        known = {source.address for source in self.source_addresses}
+        if len(known) != len(self.source_addresses):
+            raise ValueError("source_addresses lists an address twice")
+        names = [pool.name for pool in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError("two pools have the same name")
+        for pool in self.pools:
+            unknown = set(pool.addresses) - known
+            if unknown:
+                raise ValueError(f"pool {pool.name}: {sorted(unknown)} not in source_addresses")

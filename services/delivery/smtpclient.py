@@ -23,7 +23,8 @@ step*: noted once (``out_of_step``), counted in
 subclass of ``aiosmtplib.SMTP``) makes ``connect()`` use that protocol (TCP
 connect within the connect timeout, the greeting within ``greeting_timeout``,
 returned whatever its code: judging replies is ``trouble``'s job), refuses to
-send a command, or to return its reply, while out of step, and sends the
+send a command, or to return its reply, while out of step, connects from
+``source_address`` when one is given, and sends the
 message itself apart from the DATA command (``send_message_data``: canonical
 CRLF, dot-stuffing, written in blocks each within ``block_timeout``, then the
 end-of-data reply within ``reply_timeout``). A reply read together with extra
@@ -190,6 +191,7 @@ class StrictSMTP(aiosmtplib.SMTP):
         local_hostname: str,
         timeout: float,
         greeting_timeout: float,
+        source_address: str | None = None,
     ) -> None:
         super().__init__(
             hostname=hostname,
@@ -199,6 +201,7 @@ class StrictSMTP(aiosmtplib.SMTP):
             start_tls=False,
         )
         self.greeting_timeout = greeting_timeout
+        self.bind_address = source_address  # the local address connected from (None: any)
         self.reached = False  # TCP connected: a failure after this is the greeting's
         self._strict: StrictProtocol | None = None
 
@@ -221,7 +224,10 @@ class StrictSMTP(aiosmtplib.SMTP):
             raise RuntimeError("No event loop set")
         host, port = self.hostname or "localhost", self.port or 25
         protocol = StrictProtocol(loop=self.loop, connection_lost_callback=self._on_connection_lost)
-        connecting = self.loop.create_connection(lambda: protocol, host=host, port=port)
+        local = (self.bind_address, 0) if self.bind_address else None
+        connecting = self.loop.create_connection(
+            lambda: protocol, host=host, port=port, local_addr=local
+        )
         try:
             transport, _ = await asyncio.wait_for(connecting, timeout=timeout)
         except TimeoutError as error:

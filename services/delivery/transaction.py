@@ -5,10 +5,12 @@
 after the final dot for every accepted recipient. Every reply is judged for its
 phase (``trouble.expect``): MAIL must get 250, RCPT 250/251, the DATA command
 354, the end of data a 2xx; the message is sent only after a 354, and a
-recipient is delivered only by a 2xx after its final dot. MAIL options are
-chosen from what the server announced: ``SIZE`` (a message over the announced
-limit is refused here, ``552 5.3.4``), ``SMTPUTF8`` (required for non-ASCII
-addresses; its absence is ``553 5.6.7``), ``BODY=8BITMIME``.
+recipient is delivered only by a 2xx after its final dot. What is sent is
+chosen from what the server announced (``esmtp.negotiate``: SIZE, SMTPUTF8 or
+A-labels, 8BITMIME or a 7-bit conversion, the DSN parameters); a message the
+server cannot take is refused here (``552 5.3.4``, ``553 5.6.7``, ``554
+5.6.3``) without starting the transaction. ``Decision.dsn_passed`` says the
+server took over the delivery notifications (it announced DSN).
 
 If the session fails midway (lost, timed out, cancelled by the attempt's
 wall-clock cap, or a protocol error: a reply its phase cannot have, a malformed
@@ -29,11 +31,12 @@ Each ``Decision`` says ``where`` it was given as data (``Where``: the MX as a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from postline.delivery import replies
 from postline.delivery.connection import Connection, Target
+from postline.delivery.esmtp import Wire, negotiate
 from postline.delivery.trouble import Phase
-from postline.models import Peer, TlsInfo
+from postline.models import Peer, RecipientParams, TlsInfo
 from postline.reply import SmtpReply
 
 
@@ -63,12 +66,19 @@ def where_of(connection: Connection) -> Where:
 
 @dataclass(frozen=True)
 class Decision:
-    """A recipient's reply, where it was given, and whether it is the remote's own words."""
+    """A recipient's reply, where it was given, and whether it is the remote's own words.
+
+    ``dsn_passed``: the server announced DSN, so notifications are its job now;
+    ``counted``: False when the attempt never started (destination busy), so it
+    uses up no step of the retry schedule.
+    """
 
     reply: SmtpReply
     phase: Phase
     where: Where | None
     remote: bool = True
+    dsn_passed: bool = False
+    counted: bool = True
 
 
 @dataclass
@@ -79,26 +89,38 @@ class Transaction:
     recipients: list[str]
     body: bytes
     smtputf8: bool = False
+    auth_user: str | None = None
+    ret: Literal["FULL", "HDRS"] | None = None
+    envid: str | None = None
+    rcpt_params: dict[str, RecipientParams] = field(default_factory=dict)
     decided: dict[str, Decision] = field(default_factory=dict)
     phase: Phase = Phase.ROUTE
     where: Where | None = None  # the host being talked to, for replies made up on failure
 
     def decide_all(
-        self, reply: SmtpReply, phase: Phase, where: Where | None, remote: bool = True
+        self,
+        reply: SmtpReply,
+        phase: Phase,
+        where: Where | None,
+        remote: bool = True,
+        counted: bool = True,
     ) -> None:
         """Give ``reply`` to every recipient still undecided."""
         for recipient in self.recipients:
-            self.decided.setdefault(recipient, Decision(reply, phase, where, remote))
+            decision = Decision(reply, phase, where, remote, counted=counted)
+            self.decided.setdefault(recipient, decision)
 
     async def run(self, connection: Connection) -> None:
         self.where = where = where_of(connection)
-        options = self._mail_options(connection)
-        if isinstance(options, SmtpReply):
-            connection.note(f"not sent: {options}")
-            self.decide_all(options, Phase.MAIL, where, remote=False)
+        wire = await negotiate(self, connection.smtp)
+        if isinstance(wire, SmtpReply):
+            connection.note(f"not sent: {wire}")
+            self.decide_all(wire, Phase.MAIL, where, remote=False)
             return
+        for note in wire.notes:
+            connection.note(note)
         self.phase = Phase.MAIL
-        line = " ".join([f"MAIL FROM:<{self.mail_from}>", *options])
+        line = " ".join([f"MAIL FROM:<{wire.mail_from}>", *wire.mail_options])
         reply = await connection.command(Phase.MAIL, line, connection.timeouts.mail)
         if reply.code != 250:
             self.decide_all(reply, Phase.MAIL, where)
@@ -106,7 +128,7 @@ class Transaction:
         self.phase = Phase.RCPT
         accepted: list[str] = []
         for recipient in self.recipients:
-            line = f"RCPT TO:<{recipient}>"
+            line = f"RCPT TO:{wire.rcpt_to[recipient]}"
             reply = await connection.command(Phase.RCPT, line, connection.timeouts.rcpt)
             if reply.code in (250, 251):
                 accepted.append(recipient)
@@ -116,33 +138,14 @@ class Transaction:
                 self.decide_all(reply, Phase.RCPT, where)
                 return
         if accepted:
-            await self._data(connection, accepted)
+            await self._data(connection, accepted, wire)
 
-    def _mail_options(self, connection: Connection) -> list[str] | SmtpReply:
-        smtp = connection.smtp
-        options: list[str] = []
-        if smtp.supports_extension("size"):
-            limit = smtp.esmtp_extensions.get("size", "").strip()
-            if limit.isdigit() and 0 < int(limit) < len(self.body):
-                return replies.detailed(replies.MESSAGE_TOO_BIG, f"limit {limit} bytes")
-            options.append(f"SIZE={len(self.body)}")
-        needs_utf8 = self.smtputf8 or not all(
-            a.isascii() for a in [self.mail_from, *self.recipients]
-        )
-        if needs_utf8:
-            if not smtp.supports_extension("smtputf8"):
-                return replies.SMTPUTF8_UNSUPPORTED
-            options.append("SMTPUTF8")
-        if smtp.supports_extension("8bitmime") and not self.body.isascii():
-            options.append("BODY=8BITMIME")
-        return options
-
-    async def _data(self, connection: Connection, accepted: list[str]) -> None:
+    async def _data(self, connection: Connection, accepted: list[str], wire: Wire) -> None:
         self.phase = Phase.DATA
-        shown = f"DATA ({len(self.body)} bytes of message not logged)"
+        shown = f"DATA ({len(wire.body)} bytes of message not logged)"
         reply = await connection.command(Phase.DATA, "DATA", connection.timeouts.data_init, shown)
         if reply.code == 354:
             self.phase = Phase.END_OF_DATA
-            reply = await connection.message(self.body)
+            reply = await connection.message(wire.body)
         for recipient in accepted:
-            self.decided[recipient] = Decision(reply, self.phase, self.where)
+            self.decided[recipient] = Decision(reply, self.phase, self.where, dsn_passed=wire.dsn)

@@ -49,6 +49,7 @@ class Phase(StrEnum):
 
     ROUTE = "route"
     DNS = "dns"
+    POLICY = "tls policy"  # a transport security policy (MTA-STS, DANE) ruled a host out
     CONNECT = "connect"
     GREETING = "greeting"
     EHLO = "ehlo"

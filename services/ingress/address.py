@@ -12,6 +12,8 @@ empty labels, missing domains and over-long parts are syntax errors.
 The result is canonical: domains in lower case, literals normalised, a quoted
 local part unquoted when it is a plain dot-string. Non-ASCII is parsed (RFC
 6531) but reported with ``AddressError.needs_smtputf8`` unless allowed.
+Internationalised labels (and ``xn--`` A-labels) must be valid IDNA 2008
+(the ``idna`` package: what dnspython and delivery resolve), not IDNA 2003.
 
 Pure functions; no I/O, no policy.
 """
@@ -21,6 +23,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+
+import idna
 
 _ATEXT = "!#$%&'*+-/=?^_`{|}~"
 _LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
@@ -214,13 +218,17 @@ def _canonical_local(content: str) -> str:
 
 
 def _check_label(label: str) -> None:
+    """LDH for ASCII labels; IDNA 2008 (UTS 46, non-transitional) for the others and for
+    ``xn--`` labels, the same conversion dnspython and delivery use, so ``straße`` is
+    ``xn--strae-oqa`` here too (Python's ``idna`` codec is IDNA 2003: ``strasse``)."""
     if label.isascii():
         if not _LDH_LABEL.match(label):
             raise AddressError("malformed domain label")
-        return
+        if not label.lower().startswith("xn--"):
+            return
     try:
-        ace = label.encode("idna").decode("ascii")
-    except UnicodeError:
+        ace = idna.encode(label, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise AddressError("malformed internationalised domain label") from None
     if not _LDH_LABEL.match(ace):
         raise AddressError("malformed internationalised domain label")

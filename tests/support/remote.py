@@ -22,6 +22,10 @@ replies, except where its ``Mode`` says otherwise:
 * ``rset_early``: the end-of-data reply is followed by the reply to an RSET the
   client has not sent yet, and the RSET, when it comes, is not answered.
 
+Two modes differ only in the extensions the EHLO reply announces: ``plain``
+(SIZE only: no 8BITMIME, no SMTPUTF8, no DSN) and ``dsn`` (8BITMIME, SIZE,
+SMTPUTF8 and DSN), for what a client must adapt to what a server offers.
+
 The message is read after a ``354`` sent for the DATA command (or, in early mode,
 after DATA). ``messages`` holds every message taken up to its final dot
 (dot-unstuffed), whatever the reply; ``connections`` counts sessions, ``commands``
@@ -63,6 +67,8 @@ def _offering_starttls(reply: bytes) -> Mode:
 
 MODES: dict[str, Mode] = {
     "well-behaved": Mode(),
+    "plain": Mode(ehlo=b"250-remote.test hello\r\n250 SIZE 10485760\r\n"),
+    "dsn": Mode(ehlo=_EHLO.replace(b"250 SMTPUTF8", b"250-SMTPUTF8\r\n250 DSN")),
     # greeting
     "greeting-250": Mode(greeting=b"250 remote.test words-greeting\r\n"),
     "greeting-mixed": Mode(greeting=b"220-remote.test hi\r\n554 words-greeting-mixed\r\n"),

@@ -103,3 +103,21 @@ def test_undecodable_bytes_are_rejected() -> None:
 
 def test_domains_are_lower_cased() -> None:
     assert parse_domain("MX.Example.ORG") == "mx.example.org"
+
+
+@pytest.mark.parametrize("domain", ["straße.test", "xn--strae-oqa.test", "bücher.example"])
+def test_idna_2008_domains_are_accepted(domain: str) -> None:
+    assert parse_domain(domain) == domain
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "☃.test",  # a symbol: valid in IDNA 2003 (xn--n3h), not in IDNA 2008
+        "xn--n3h.test",  # the same label spelled as an A-label
+        "xn--zz.test",  # not a valid A-label at all
+    ],
+)
+def test_domains_that_are_not_idna_2008_are_refused(domain: str) -> None:
+    with pytest.raises(AddressError):
+        parse_domain(domain)

@@ -6,15 +6,23 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
+import pytest
+
 from postline.dsn import (
+    FULL_RETURN_LIMIT,
     FailedRecipient,
+    bounce,
     build_dsn,
     dsn_envelope,
+    failure_notices,
     original_headers,
     status_of,
     wants_dsn,
+    wants_success_notice,
+    xtext_decode,
+    xtext_encode,
 )
-from postline.models import Envelope, Peer
+from postline.models import Envelope, Peer, RecipientParams
 from postline.reply import SmtpReply
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -110,3 +118,86 @@ def test_remote_mta_is_the_mx_name_given_as_data_and_people_read_name_address_po
 def test_no_remote_mta_when_no_host_was_reached() -> None:
     data = build(FailedRecipient("a@x.test", SmtpReply(code=550, enhanced="5.1.2"), None))
     assert "Remote-MTA" not in data.decode()
+
+
+def test_xtext_round_trips_and_refuses_what_is_not_xtext() -> None:
+    assert xtext_encode("a+b=c d\u00e9") == "a+2Bb+3Dc+20d+C3+A9"
+    assert xtext_decode("a+2Bb+3Dc+20d+C3+A9") == "a+b=c d\u00e9"
+    for bad in ("a=b", "a+2", "a+zz", "a b"):
+        with pytest.raises(ValueError):
+            xtext_decode(bad)
+
+
+def with_params(**fields: object) -> Envelope:
+    return ORIGINAL.model_copy(update=fields)
+
+
+def test_notify_decides_which_failures_are_reported() -> None:
+    params = {
+        "never@x.test": RecipientParams(notify=("NEVER",)),
+        "delay@x.test": RecipientParams(notify=("DELAY",)),
+        "failure@x.test": RecipientParams(notify=("SUCCESS", "FAILURE")),
+    }
+    envelope = with_params(rcpt_to=(*params, "plain@x.test"), rcpt_params=params)
+    failed = [FailedRecipient(r, SmtpReply(code=550)) for r in envelope.rcpt_to]
+    kept = [f.recipient for f in failure_notices(envelope, failed)]
+    assert kept == ["failure@x.test", "plain@x.test"]
+    assert wants_success_notice(envelope, "failure@x.test")
+    assert not wants_success_notice(envelope, "plain@x.test")
+
+
+def test_no_dsn_when_every_recipient_said_never() -> None:
+    never = {"a@x.test": RecipientParams(notify=("NEVER",))}
+    assert not wants_dsn(with_params(rcpt_params=never))
+    failed = [FailedRecipient("a@x.test", SmtpReply(code=550))]
+    with pytest.raises(ValueError):
+        bounce(
+            with_params(rcpt_params=never), BODY, failed,
+            reporting_mta="relay.test", service="delivery", attempt=1, now=NOW,
+        )  # fmt: skip
+
+
+def test_ret_full_returns_the_message_and_ret_hdrs_the_headers() -> None:
+    failed = FailedRecipient("a@x.test", SmtpReply(code=550))
+    full = build_dsn(
+        with_params(ret="FULL"), BODY, [failed], reporting_mta="r.test", dsn_message_id="D", now=NOW
+    )
+    headers = build_dsn(
+        with_params(ret="HDRS"), BODY, [failed], reporting_mta="r.test", dsn_message_id="D", now=NOW
+    )
+    assert b"Content-Type: message/rfc822" in full and b"body text" in full
+    assert b"Content-Type: text/rfc822-headers" in headers and b"body text" not in headers
+    big = build_dsn(
+        with_params(ret="FULL"), BODY + b"x" * FULL_RETURN_LIMIT, [failed],
+        reporting_mta="r.test", dsn_message_id="D", now=NOW,
+    )  # fmt: skip
+    assert b"body text" not in big and b"only its headers follow" in big
+
+
+def test_envid_and_orcpt_are_reported() -> None:
+    params = {"a@x.test": RecipientParams(orcpt="rfc822;old@x.test")}
+    envelope = with_params(envid="ENV 1", rcpt_params=params)
+    text = build(FailedRecipient("a@x.test", SmtpReply(code=550))).decode()
+    assert "Original-Envelope-Id" not in text
+    data = build_dsn(
+        envelope, BODY, [FailedRecipient("a@x.test", SmtpReply(code=550))],
+        reporting_mta="relay.test", dsn_message_id="D1", now=NOW,
+    ).decode()  # fmt: skip
+    assert "Original-Envelope-Id: ENV 1\r\n" in data
+    assert "Original-Recipient: rfc822; old@x.test\r\nFinal-Recipient: rfc822; a@x.test" in data
+
+
+def test_a_relayed_notice_says_relayed_with_a_success_status() -> None:
+    data, envelope, event = bounce(
+        ORIGINAL, BODY, [FailedRecipient("a@x.test", SmtpReply(code=250, enhanced="2.0.0"))],
+        reporting_mta="relay.test", service="delivery", attempt=1, now=NOW, action="relayed",
+    )  # fmt: skip
+    text = data.decode()
+    assert "Action: relayed\r\nStatus: 2.0.0" in text
+    assert "Subject: Successful Mail Delivery Report" in text
+    assert envelope.message_id == "Q1.S1" and envelope.is_bounce
+    failure = bounce(
+        ORIGINAL, BODY, [FailedRecipient("a@x.test", SmtpReply(code=550))],
+        reporting_mta="relay.test", service="delivery", attempt=1, now=NOW,
+    )  # fmt: skip
+    assert event.event_id != failure[2].event_id

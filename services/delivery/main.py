@@ -79,7 +79,7 @@ class DeliveryService:
         self.pool.start()
         await self.resolver.start()
         guard = DestinationGuard(
-            section.deny_private_destinations, await broker_addresses(context.broker.url)
+            section.deny_private_destinations, await broker_addresses(context.broker.urls)
         )
         if section.mta_sts:
             self.mta_sts = MtaSts(

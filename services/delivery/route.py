@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -98,16 +99,19 @@ def _normalise(address: str) -> str:
     return address
 
 
-async def broker_addresses(url: str) -> set[str]:
-    """The IP addresses of the broker in ``url`` (empty if it cannot be resolved)."""
-    host = urlsplit(url).hostname
-    if not host:
-        return set()
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-    except OSError:
-        return set()
-    return {str(info[4][0]) for info in infos}
+async def broker_addresses(urls: Sequence[str]) -> set[str]:
+    """The IP addresses of every broker node in ``urls`` (those that resolve)."""
+    found: set[str] = set()
+    for url in urls:
+        host = urlsplit(url).hostname
+        if not host:
+            continue
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            continue
+        found |= {str(info[4][0]) for info in infos}
+    return found
 
 
 def domain_of(address: str) -> str | None:

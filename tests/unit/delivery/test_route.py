@@ -89,3 +89,12 @@ def test_guard_refuses_the_broker_and_allows_public_addresses() -> None:
 
 def test_guard_disabled_allows_everything() -> None:
     assert DestinationGuard(False, {"127.0.0.1"}).refusal("127.0.0.1") is None
+
+
+async def test_every_broker_node_of_a_cluster_url_list_is_a_refused_destination() -> None:
+    from postline.delivery.route import broker_addresses
+
+    urls = ("amqp://u:p@127.0.0.7:5672/", "amqp://u:p@127.0.0.8:5673/", "amqp://u:p@[::1]/")
+    guard = DestinationGuard(True, await broker_addresses(urls))
+    for address in ("127.0.0.7", "127.0.0.8", "::1"):
+        assert guard.refusal(address) == f"{address} is the message broker"

@@ -7,7 +7,10 @@ unknown mechanism ``504 5.5.4``; a response that is not ASCII base64
 ``501 5.5.2`` (counted as an AUTH failure of the session); a malformed PLAIN
 message ``501 5.5.2``; ``*`` cancels with ``501 5.7.0``; over a budget
 ``454 4.7.0``. Three AUTH failures in one session (``535``, ``454`` or an
-undecodable response) end it with ``421 4.7.0``.
+undecodable response) end it with ``421 4.7.0``. Each failure, and AUTH
+refused without TLS, is a ``refused`` event (reasons ``auth_failed``,
+``auth_locked``, ``auth_malformed``, ``auth_needs_tls``), coalesced per client
+by ``refusals``, so a brute-force flood is a few events, not one per guess.
 
 Budgets (``Authenticator``): a password check is reserved *before* it runs, in
 two budgets of ``auth_max_failures`` per ``auth_failure_window``: the client key
@@ -197,19 +200,21 @@ class AuthCommands:
     async def smtp_AUTH(self, arg: str) -> None:
         refusal = self._auth_refusal(arg)
         if refusal is not None:
+            if refusal is replies.AUTH_NEEDS_TLS:
+                self.shared.handler.refused(self.conn, "AUTH", "auth_needs_tls", refusal)
             await self.say(refusal)
             return
         mechanism, _, initial = arg.partition(" ")
         mechanism = mechanism.upper()
         if self.shared.authenticator.client_locked(self.conn):
             metrics.AUTH_RESULTS.labels(mechanism, Verdict.LOCKED.value).inc()
-            await self._auth_failed(replies.AUTH_LOCKED)
+            await self._auth_failed(replies.AUTH_LOCKED, "auth_locked")
             return
         decoded = await (self._plain if mechanism == "PLAIN" else self._login)(initial.strip())
         if isinstance(decoded, SmtpReply):
             metrics.AUTH_RESULTS.labels(mechanism, "malformed").inc()
             if decoded in (replies.AUTH_BAD_BASE64, replies.AUTH_UNDECODABLE):
-                await self._auth_failed(decoded)  # cannot decode: a failure, not a PLAIN typo
+                await self._auth_failed(decoded, "auth_malformed")  # a failure, not a typo
             else:
                 await self.say(decoded)
             return
@@ -243,14 +248,22 @@ class AuthCommands:
             return
         if verdict is Verdict.FAILURE:
             log.info("AUTH failed", extra={**self.conn.log_fields(), "user": name})
-        await self._auth_failed(
-            replies.AUTH_INVALID if verdict is Verdict.FAILURE else replies.AUTH_LOCKED
-        )
+        if verdict is Verdict.FAILURE:
+            await self._auth_failed(replies.AUTH_INVALID, "auth_failed", name)
+        else:
+            await self._auth_failed(replies.AUTH_LOCKED, "auth_locked", name)
 
-    async def _auth_failed(self, reply: SmtpReply) -> None:
-        """One more AUTH failure in this session: ``reply``, or ``421`` at the third."""
+    async def _auth_failed(self, reply: SmtpReply, reason: str, name: str | None = None) -> None:
+        """One more AUTH failure in this session: ``reply``, or ``421`` at the third.
+
+        Each is a ``refused`` event (``reason``, the reply the client got and the
+        user name it tried, when it got that far).
+        """
         self.conn.auth_failures += 1
-        if self.conn.auth_failures >= SESSION_FAILURES:
+        last = self.conn.auth_failures >= SESSION_FAILURES
+        sent = replies.AUTH_TOO_MANY if last else reply
+        self.shared.handler.refused(self.conn, "AUTH", reason, sent, user=name)
+        if last:
             self.abort(replies.AUTH_TOO_MANY, "too many AUTH failures")
             return
         await self.say(reply)

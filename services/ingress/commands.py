@@ -2,10 +2,13 @@
 
 Syntax and sequence live here; policy (relay, sender ownership, rate limits,
 queueing) is the handler's. Extensions advertised: PIPELINING, SIZE,
-8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, STARTTLS (plain listeners with a
+8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, DSN, STARTTLS (plain listeners with a
 certificate, before TLS) and AUTH PLAIN LOGIN (only once TLS is active).
-MAIL accepts SIZE, BODY=7BIT|8BITMIME, SMTPUTF8 and AUTH= (ignored); RCPT
-accepts no parameters.
+MAIL accepts SIZE, BODY=7BIT|8BITMIME, SMTPUTF8, AUTH= (ignored) and the
+RFC 3461 RET=FULL|HDRS and ENVID=<xtext>; RCPT accepts NOTIFY=NEVER or
+NOTIFY=<SUCCESS,FAILURE,DELAY> and ORCPT=<addr-type>;<xtext>, any other
+parameter is ``555``. A malformed DSN parameter is ``501 5.5.4`` (``dsnparams``);
+the decoded values travel in the transaction, then in the envelope.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 from postline.ingress import metrics, replies
 from postline.ingress.address import AddressError, Path, parse_path
 from postline.ingress.data import Content
+from postline.ingress.dsnparams import mail_dsn, rcpt_dsn
 from postline.ingress.state import Connection, Listener, Shared, Transaction
 from postline.reply import ReplyError, SmtpReply
 
@@ -92,7 +96,7 @@ class Commands:
 
     def _extensions(self) -> list[str]:
         extensions = ["PIPELINING", f"SIZE {self.settings.max_message_size}", "8BITMIME"]
-        extensions += ["SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        extensions += ["SMTPUTF8", "ENHANCEDSTATUSCODES", "DSN"]
         if self.shared.tls is not None and not self.conn.tls:
             extensions.append("STARTTLS")
         if self.conn.tls:
@@ -137,6 +141,9 @@ class Commands:
             return replies.BAD_BODY
         params.pop("AUTH", None)
         size_text = params.pop("SIZE", None)
+        dsn = mail_dsn(params)
+        if isinstance(dsn, SmtpReply):
+            return dsn
         if params:
             return replies.UNKNOWN_PARAMETER
         size: int | None = None
@@ -146,8 +153,12 @@ class Commands:
             size = int(size_text)
             if size > self.settings.max_message_size:
                 metrics.REJECTIONS.labels("size_declared").inc()
+                self.shared.handler.refused_size(self.conn, path.mailbox)
                 return replies.TOO_BIG
-        return Transaction(path.mailbox, smtputf8=smtputf8, declared_size=size)
+        ret, envid = dsn
+        return Transaction(
+            path.mailbox, smtputf8=smtputf8, declared_size=size, ret=ret, envid=envid
+        )
 
     async def smtp_RCPT(self, arg: str) -> None:
         if self.txn is None:
@@ -164,13 +175,16 @@ class Commands:
                 replies.NEEDS_SMTPUTF8 if error.needs_smtputf8 else replies.BAD_RECIPIENT
             )
             return
-        if path.params:
-            await self.say(replies.UNKNOWN_PARAMETER)
+        dsn = rcpt_dsn(dict(path.params), self.txn.smtputf8)
+        if isinstance(dsn, SmtpReply):
+            await self.say(dsn)
             return
         assert path.mailbox is not None
         reply = await self.shared.handler.handle_RCPT(self.conn, self.txn, path.mailbox)
         if reply.code == 250:
             self.txn.rcpt_to[str(path.mailbox)] = None  # a repeat keeps its first place
+            if dsn is not None and self.txn is not None:
+                self.txn.rcpt_params.setdefault(str(path.mailbox), dsn)
         await self.say(reply)
         if reply is replies.TOO_MANY_RECIPIENTS:
             self.count_error()  # a 4xx, but repeating it is abuse: it ends the session too
@@ -195,6 +209,7 @@ class Commands:
             metrics.MESSAGES.labels(
                 "refused_content", metrics.reply_class(content.error.code)
             ).inc()
+            self.shared.handler.refused_content(self.conn, txn, content.error)
             await self.say(content.error)
             return
         assert content.body is not None

@@ -17,9 +17,15 @@
   confirms, whatever the client was told, gets a ``received`` event in the
   background; one confirmed after a ``451``, or after the client went away,
   says in its ``reason`` that it may arrive twice (the client sends it
-  again). It carries the client's session as data: ``session_id`` and, over
-  TLS, ``tls`` (version and cipher). A failed event is logged and changes
-  nothing for the message.
+  again). It carries the client's session as data: ``session_id``, ``helo``
+  and, over TLS, ``tls`` (version and cipher), and the message's
+  ``Message-ID`` and ``Subject`` (``headers.summary``; no subject with
+  ``record_subject = false``). A failed event is logged and changes nothing
+  for the message.
+* Every refusal here (MAIL, RCPT, a DATA not queued) is also a ``refused``
+  event through ``refusals`` (``postline.ingress.refusals``: coalesced,
+  bounded, published in the background); the other commands record theirs
+  with ``refused``.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ from typing import Any, TypeVar
 from postline.bus import Bus, PublishError, PublishUnconfirmed
 from postline.ingress import metrics, replies
 from postline.ingress.address import Mailbox
+from postline.ingress.headers import header_section, summary
 from postline.ingress.limits import RateLimiter
 from postline.ingress.policy import relay_reply, sender_reply
+from postline.ingress.refusals import Refusals
 from postline.ingress.settings import IngressSettings
 from postline.ingress.state import Connection, Transaction
 from postline.ingress.users import UserStore
@@ -48,6 +56,14 @@ T = TypeVar("T")
 TOLD_TO_RETRY = "accepted after the client was told to retry (451, not confirmed in time)"
 CLIENT_GONE = "accepted after the client went away without an answer"
 MAY_ARRIVE_TWICE = "may arrive twice"
+CONTENT_REASONS = {
+    replies.TOO_BIG: "size",
+    replies.HEADER_TOO_BIG: "header_too_big",
+    replies.BARE_LINE_ENDING: "bare_line_ending",
+    replies.NUL_IN_CONTENT: "nul_in_content",
+    replies.LINE_TOO_LONG: "line_too_long",
+}
+"""The ``refused`` event reason of each content refusal."""
 
 
 @dataclass
@@ -57,6 +73,7 @@ class Submission:
     conn: Connection
     envelope: Envelope
     size: int
+    head: bytes = b""
     told_to_retry: bool = False
     client_gone: bool = False
 
@@ -79,25 +96,51 @@ class IngressHandler:
         self._ip_rate = RateLimiter(settings.max_messages_per_ip, settings.rate_window)
         self._user_rate = RateLimiter(settings.max_messages_per_user, settings.rate_window)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.refusals = Refusals(bus)
+        self.refused = self.refusals.record
 
     async def handle_MAIL(self, conn: Connection, sender: Mailbox | None) -> SmtpReply:
+        refusal = await self._mail_refusal(conn, sender)
+        if refusal is None:
+            return replies.SENDER_OK
+        reason, reply = refusal
+        self.refused(conn, "MAIL", reason, reply, mail_from=_address(sender))
+        return _rejected(reason, reply, conn)
+
+    async def _mail_refusal(
+        self, conn: Connection, sender: Mailbox | None
+    ) -> tuple[str, SmtpReply] | None:
         if conn.auth_user is not None:
             refusal = sender_reply(await self._users.get(conn.auth_user), sender)
             if refusal is not None:
-                return _rejected("sender_not_owned", refusal, conn)
+                return "sender_not_owned", refusal
             if not self._user_rate.allow(conn.auth_user):
-                return _rejected("rate_user", replies.RATE_LIMITED, conn)
+                return "rate_user", replies.RATE_LIMITED
         if not self._ip_rate.allow(conn.limit_key):
-            return _rejected("rate_ip", replies.RATE_LIMITED, conn)
-        return replies.SENDER_OK
+            return "rate_ip", replies.RATE_LIMITED
+        return None
 
     async def handle_RCPT(self, conn: Connection, txn: Transaction, rcpt: Mailbox) -> SmtpReply:
-        refusal = relay_reply(conn.auth_user is not None, conn.trusted)
-        if refusal is not None:
-            return _rejected("relay_denied", refusal, conn)
-        if len(txn.rcpt_to) >= self._settings.max_recipients:
-            return _rejected("too_many_recipients", replies.TOO_MANY_RECIPIENTS, conn)
-        return replies.RECIPIENT_OK
+        reason, reply = "", relay_reply(conn.auth_user is not None, conn.trusted)
+        if reply is not None:
+            reason = "relay_denied"
+        elif len(txn.rcpt_to) >= self._settings.max_recipients:
+            reason, reply = "too_many_recipients", replies.TOO_MANY_RECIPIENTS
+        if reply is None:
+            return replies.RECIPIENT_OK
+        sender = _address(txn.mail_from)
+        self.refused(conn, "RCPT", reason, reply, mail_from=sender, recipient=str(rcpt))
+        return _rejected(reason, reply, conn)
+
+    def refused_size(self, conn: Connection, sender: Mailbox | None) -> None:
+        """MAIL refused for its declared SIZE (``552 5.3.4``)."""
+        self.refused(conn, "MAIL", "size_declared", replies.TOO_BIG, mail_from=_address(sender))
+
+    def refused_content(self, conn: Connection, txn: Transaction, reply: SmtpReply) -> None:
+        """A message refused at the end of DATA for its content (``data.check_content``)."""
+        reason = CONTENT_REASONS.get(reply, "bad_content")
+        mail_from = _address(txn.mail_from)
+        self.refused(conn, "DATA", reason, reply, mail_from=mail_from, rcpt_to=list(txn.rcpt_to))
 
     async def handle_DATA(self, conn: Connection, txn: Transaction, body: bytes) -> SmtpReply:
         envelope = Envelope(
@@ -109,8 +152,11 @@ class IngressHandler:
             auth_user=conn.auth_user,
             tls=conn.tls,
             smtputf8=txn.smtputf8,
+            ret=txn.ret,
+            envid=txn.envid,
+            rcpt_params=dict(txn.rcpt_params),
         )
-        submission = Submission(conn, envelope, len(body))
+        submission = Submission(conn, envelope, len(body), header_section(body))
         queueing = self._spawn(self._queue(submission, body))
         try:
             return await asyncio.shield(queueing)
@@ -122,6 +168,7 @@ class IngressHandler:
         """Wait (up to ``timeout`` s) for publishes and events still in flight."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self.refusals.close(timeout)
 
     async def _queue(self, submission: Submission, body: bytes) -> SmtpReply:
         """Publish to ``submit``; the reply says what is known (module docstring)."""
@@ -134,17 +181,29 @@ class IngressHandler:
             metrics.MESSAGES.labels("unconfirmed", "4xx").inc()
             log.warning("queueing not confirmed in time: %s", error, extra=fields)
             self._spawn(self._announce_if_confirmed(submission, error))
-            return replies.NOT_CONFIRMED
+            return self._not_queued(submission, "queueing_not_confirmed", replies.NOT_CONFIRMED)
         except PublishError as error:
             metrics.MESSAGES.labels("not_queued", "4xx").inc()
             log.warning("message not queued: %s", error, extra=fields)
-            return replies.TRY_AGAIN
+            return self._not_queued(submission, "broker_unavailable", replies.TRY_AGAIN)
         metrics.PUBLISH_SECONDS.observe(time.monotonic() - started)
         metrics.MESSAGE_SIZE.observe(len(body))
         metrics.MESSAGES.labels("queued", "2xx").inc()
         log.info("queued", extra={**fields, "size": len(body), "rcpt_count": len(envelope.rcpt_to)})
         self._spawn(self._announce(submission))
         return replies.queued(envelope.message_id)
+
+    def _not_queued(self, submission: Submission, reason: str, reply: SmtpReply) -> SmtpReply:
+        envelope = submission.envelope
+        self.refused(
+            submission.conn,
+            "DATA",
+            reason,
+            reply,
+            mail_from=envelope.mail_from,
+            rcpt_to=envelope.rcpt_to,
+        )
+        return reply
 
     async def _announce_if_confirmed(
         self, submission: Submission, unconfirmed: PublishUnconfirmed
@@ -161,6 +220,7 @@ class IngressHandler:
     async def _announce(self, submission: Submission) -> None:
         envelope, conn = submission.envelope, submission.conn
         tls = TlsInfo(version=conn.tls_version, cipher=conn.tls_cipher) if conn.tls else None
+        header_message_id, subject = await summary(submission.head, self._settings.record_subject)
         event = Event(
             kind=EventKind.RECEIVED,
             service="ingress",
@@ -169,9 +229,12 @@ class IngressHandler:
             rcpt_to=envelope.rcpt_to,
             size=submission.size,
             client_ip=envelope.client_ip,
+            helo=envelope.helo,
             auth_user=envelope.auth_user,
             session_id=conn.session_id,
             tls=tls,
+            header_message_id=header_message_id,
+            subject=subject,
             reason=submission.received_reason(),
         )
         try:
@@ -186,6 +249,11 @@ class IngressHandler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _address(mailbox: Mailbox | None) -> str:
+    """An envelope address as events spell it ('' for the null sender)."""
+    return str(mailbox) if mailbox is not None else ""
 
 
 def _rejected(reason: str, reply: SmtpReply, conn: Connection) -> SmtpReply:

@@ -80,3 +80,8 @@ STARTTLS_INJECTIONS = Counter(
     "postline_ingress_starttls_injections_total",
     "STARTTLS commands followed by input before our 220 (discarded, never read as encrypted).",
 )
+REFUSED_EVENTS_DROPPED = Counter(
+    "postline_ingress_refused_events_dropped_total",
+    "Refused events dropped, not published: the buffer was full, the broker was not "
+    "connected or did not confirm them. The SMTP replies were sent regardless.",
+)

@@ -49,6 +49,12 @@ BAD_BODY = reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
 BAD_SIZE = reply(501, "5.5.4", "SIZE must be a number of octets")
 PROXY_REFUSED = reply(554, "5.7.0", "PROXY header not accepted here")
 
+# -- RFC 3461 DSN parameters ------------------------------------------------------------
+BAD_RET = reply(501, "5.5.4", "RET must be FULL or HDRS")
+BAD_ENVID = reply(501, "5.5.4", "ENVID must be xtext of at most 100 characters")
+BAD_NOTIFY = reply(501, "5.5.4", "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY")
+BAD_ORCPT = reply(501, "5.5.4", "ORCPT must be an address type, ';' and an xtext address")
+
 # -- TLS and AUTH --------------------------------------------------------------------------
 TLS_READY = reply(220, "2.0.0", "Ready to start TLS")
 TLS_UNAVAILABLE = reply(454, "4.7.0", "TLS not available")

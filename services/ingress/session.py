@@ -10,7 +10,8 @@ counted or a socket in CLOSE-WAIT.
   the client address is known (after the PROXY header from a
   ``trusted_proxies`` peer), ``max_sessions_per_ip``. A refused client gets
   ``421 4.7.0`` (nothing on an implicit-TLS listener, where it could not read
-  it) and is closed.
+  it) and is closed; the refusal (command ``CONNECT``) is a ``refused``
+  event, as is a connection refused while draining.
 * Implicit-TLS connections are upgraded before the greeting within
   ``tls_handshake_timeout``; STARTTLS discards whatever the client sent
   after the command before our ``220`` (STARTTLS injection).
@@ -121,8 +122,13 @@ class Session(AuthCommands, Commands):
         return True
 
     def _refuse(self, reason: str, reply: SmtpReply) -> bool:
+        """Refuse the connection with ``reply`` (and a ``refused`` event); False."""
         metrics.CONNECTIONS_REFUSED.labels(reason).inc()
-        if self.conn.listener is Listener.IMPLICIT_TLS and not self.conn.tls:
+        if self.conn.client_ip is None:  # refused before its address was looked at
+            self.conn.peer_ip = self.conn.client_ip = client_address(self.wire.peer())
+        silent = self.conn.listener is Listener.IMPLICIT_TLS and not self.conn.tls
+        self.shared.handler.refused(self.conn, "CONNECT", reason, None if silent else reply)
+        if silent:
             self.wire.close()  # a TLS client cannot read a plaintext reply
         else:
             self.abort(reply, "refused")

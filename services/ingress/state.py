@@ -12,13 +12,14 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from postline.ingress.address import Mailbox
 from postline.ingress.data import Limits
 from postline.ingress.limits import SessionCounter
 from postline.ingress.settings import IngressSettings
 from postline.ingress.tls import TlsContext
+from postline.models import RecipientParams
 from postline.netaddr import IPAddress
 from postline.reply import SmtpReply
 
@@ -88,6 +89,9 @@ class Transaction:
     smtputf8: bool = False
     declared_size: int | None = None
     rcpt_to: dict[str, None] = field(default_factory=dict)  # accepted, in order; O(1) repeats
+    ret: Literal["FULL", "HDRS"] | None = None  # RFC 3461, decoded
+    envid: str | None = None
+    rcpt_params: dict[str, RecipientParams] = field(default_factory=dict)
 
 
 class Drainable(Protocol):

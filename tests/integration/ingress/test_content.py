@@ -148,6 +148,7 @@ async def test_ehlo_answers_the_hostname_then_each_extension_and_helo_one_line(
         "8BITMIME",
         "SMTPUTF8",
         "ENHANCEDSTATUSCODES",
+        "DSN",
     )
     assert (await client.command("HELO client.test")).lines == ("mx.test",)
     assert (await client.command("NOOP")).text == "250 2.0.0 Ok", "nothing left over"

@@ -72,7 +72,7 @@ RECIPIENT_ERRORS = [
     ("RCPT TO:<>", "501 5.1.3"),
     ("RCPT TO:<user@[999.1.1.1]>", "501 5.1.3"),
     ("RCPT FROM:<user@example.org>", "501 5.5.4"),
-    ("RCPT TO:<user@example.org> NOTIFY=NEVER", "555 5.5.4"),
+    ("RCPT TO:<user@example.org> XFOO=1", "555 5.5.4"),
     ("RCPT TO:<jörg@example.org>", "553 5.6.7"),
 ]
 

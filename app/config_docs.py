@@ -64,7 +64,8 @@ def _default_of(name: str, info: FieldInfo, model: type[BaseModel]) -> str:
     try:
         return _default_text(name, info, model)
     except ValidationError:  # a list item's model cannot be built from nothing
-        value = TypeAdapter(info.annotation).dump_python(
+        annotation: Any = info.annotation
+        value = TypeAdapter(annotation).dump_python(
             info.get_default(call_default_factory=True), mode="json"
         )
         return json.dumps(value).replace("|", "\\|")

@@ -1,9 +1,9 @@
 """``postline config [check|reference]``: validate a configuration, or print the key reference.
 
 ``check`` prints the loaded configuration as TOML with secrets masked, after
-the checks a service would make at start (including that every filter in
-``[filter] chain`` can be imported and built: DKIM keys readable, patterns valid); a bad configuration exits 2 naming the
-key. ``reference`` prints the reference tables of docs/configuration.md.
+the checks a service would make at start (every filter in ``[filter] chain``
+imported and built: DKIM keys readable, patterns valid); a bad configuration
+exits 2 naming the key. ``reference`` prints the tables of docs/configuration.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """``postline config [check|reference]``: validate a configuration, or print the key reference.
 
 ``check`` prints the loaded configuration as TOML with secrets masked, after
-the checks a service would make at start (every filter in ``[filter] chain``
-imported and built: DKIM keys readable, patterns valid); a bad configuration
-exits 2 naming the key. ``reference`` prints the tables of docs/configuration.md.
+the checks a service would make at start: every file the configuration names
+exists and is readable (``postline.app.doctor.files``, the same check as
+``postline doctor``: one line per file naming its key), and every filter in
+``[filter] chain`` is imported and built (DKIM keys readable, patterns valid);
+a bad configuration exits 2 naming the key. ``reference`` prints the tables of
+docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ def _config(args: argparse.Namespace) -> int:
         print(reference_markdown(), end="")
         return 0
     settings = settings_of(args)
+    from postline.app.doctor.files import unusable_files
     from postline.app.settings import context_for
     from postline.filter.main import resolved
     from postline.filter.registry import build_filters
 
+    unusable_files(settings)
     # The one check that imports the filters [filter] chain names, and builds
     # them as the filter service would (DKIM key files, rule patterns, ...).
     build_filters(resolved(settings.filter, context_for(settings)))

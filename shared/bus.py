@@ -25,6 +25,11 @@ Contract:
 * Every message carries the AMQP ``timestamp`` property (when it was published),
   so RabbitMQ can show how old the head of each queue is.
 * ``drain`` stops taking deliveries and waits for in-flight handlers.
+* ``publish_to_queue`` publishes through the default exchange (the held queue,
+  the control stream); ``expiration`` is a message's own TTL in seconds.
+  ``open_connection`` gives other readers (the control state) a robust
+  connection of their own to the bus's node, closed with the bus (and on a
+  fail-over, after which they open another).
 """
 
 from __future__ import annotations
@@ -146,6 +151,7 @@ class Bus:
         headers: Mapping[str, Any] | None = None,
         content_type: str | None = None,
         patient: bool = True,
+        expiration: float | None = None,
     ) -> None:
         """Publish persistently and wait for the broker's confirm (see module docstring)."""
         message = aio_pika.Message(
@@ -155,6 +161,7 @@ class Bus:
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             timestamp=datetime.now(UTC),
+            expiration=expiration,
         )
         deadline = self._broker.publish_timeout
         sent = asyncio.Event()
@@ -193,16 +200,26 @@ class Bus:
         )
 
     async def publish_delayed(
-        self, stage: Stage, tier: str, body: bytes, envelope: Envelope
+        self,
+        stage: Stage,
+        tier: str,
+        body: bytes,
+        envelope: Envelope,
+        headers: Mapping[str, Any] | None = None,
     ) -> None:
-        """Park a message in retry ``tier``; it returns to ``stage`` when the tier's TTL ends."""
+        """Park a message in retry ``tier`` (with ``headers`` too); it returns to ``stage``
+        when the tier's TTL ends."""
         await self.publish(
             self.topology.delay_exchange,
             stage.value,
             body,
             message_id=envelope.message_id,
-            headers={ENVELOPE_HEADER: envelope.to_header(), TIER_HEADER: tier},
+            headers={**(headers or {}), ENVELOPE_HEADER: envelope.to_header(), TIER_HEADER: tier},
         )
+
+    async def publish_to_queue(self, queue: str, body: bytes, **options: Any) -> None:
+        """``publish`` (same keyword options) through the default exchange to ``queue``."""
+        await self.publish("", queue, body, **options)
 
     async def publish_events(self, events: list[Event]) -> None:
         """Publish events concurrently; returns when all are confirmed (see ``all_confirmed``)."""
@@ -251,7 +268,7 @@ class Bus:
         self.topology = await declare(self._publisher, self.topology)
         channel = await self._publisher.channel(publisher_confirms=True, on_return_raises=True)
         self._channel = channel
-        for name in (self.topology.work_exchange, self.topology.delay_exchange):
+        for name in (self.topology.work_exchange, self.topology.delay_exchange, ""):
             self._exchanges[name] = await channel.get_exchange(name, ensure=False)
         if self._consumers:
             self._consumer_conn = await self._open("consume", url)
@@ -264,6 +281,11 @@ class Bus:
             "connected to the broker",
             extra={"namespace": self.topology.namespace, "broker": _safe(url)},
         )
+
+    async def open_connection(self, role: str) -> AbstractRobustConnection:
+        """A new robust connection to the bus's node, once connected (module docstring)."""
+        await self._connected.wait()
+        return await self._open(role, self._nodes[self._node])
 
     async def _open(self, role: str, url: str) -> AbstractRobustConnection:
         """A robust connection, remembered *before* it connects.

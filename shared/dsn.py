@@ -3,7 +3,11 @@
 ``build_dsn`` writes one DSN for a set of recipients of one message that
 failed for good (bounced or expired) in one attempt, or one for
 recipients that asked for success notices (``NOTIFY=SUCCESS``) and were
-relayed to a server that does not do DSN (``action="relayed"``):
+relayed to a server that does not do DSN (``action="relayed"``), or a delay
+warning for recipients still being retried (``action="delayed"``: ``Status``
+``4.x.x`` from the last reply, ``Will-Retry-Until`` the lifetime's end, and
+only the header block returned whatever ``RET`` asked, which concerns failure
+DSNs):
 
 1. ``text/plain``: what happened, for people;
 2. ``message/delivery-status``: ``Reporting-MTA``, ``Original-Envelope-Id``
@@ -26,16 +30,17 @@ of RFC 6533 are used (``message/global-delivery-status``,
 ``NOTIFY`` decides who is reported: ``failure_notices`` keeps the failed
 recipients whose ``NOTIFY`` is absent or includes ``FAILURE`` (``NEVER``, or a
 list without ``FAILURE``, asks for none), ``wants_success_notice`` is
-``NOTIFY`` including ``SUCCESS``. ``DELAY`` is kept in the envelope for delay
-warnings. ``wants_dsn`` says whether a failure DSN may go at all: to a real
+``NOTIFY`` including ``SUCCESS``, ``wants_delay_notice`` is ``NOTIFY`` absent
+or including ``DELAY``. ``wants_dsn`` says whether a failure DSN may go at all: to a real
 sender, for a message that is not itself a bounce, with at least one recipient
 that did not refuse failure notices.
 
 ``dsn_envelope`` is the envelope it travels under: null sender, the original
 sender as the only recipient, ``is_bounce`` set (so it is never bounced), and
 a message id derived from the original's and the attempt (``<id>.B<attempt>``,
-``.S<attempt>`` for success notices) so a DSN published twice after a crash is
-visibly the same DSN. ``bounce`` bundles the bytes, the envelope and the
+``.S<attempt>`` for success notices, ``.D<attempt>`` for delay warnings, or the
+``tag`` a caller gives, e.g. for a bounce by an operator) so a DSN published
+twice after a crash is visibly the same DSN. ``bounce`` bundles the bytes, the envelope and the
 ``dsn_sent`` event for a service. ``xtext_encode``/``xtext_decode``
 are RFC 3461 4's xtext (``ENVID``, ``ORCPT``). Pure functions, no I/O.
 """
@@ -107,6 +112,12 @@ def wants_success_notice(envelope: Envelope, recipient: str) -> bool:
     return notify is not None and "SUCCESS" in notify
 
 
+def wants_delay_notice(envelope: Envelope, recipient: str) -> bool:
+    """RFC 3461 4.1: no ``NOTIFY`` (the MTA may warn) or one including ``DELAY``."""
+    notify = notify_of(envelope, recipient)
+    return notify is None or "DELAY" in notify
+
+
 def wants_dsn(envelope: Envelope) -> bool:
     """A DSN goes to a real sender of a message that is not itself a bounce, unless every
     recipient refused failure notices."""
@@ -161,7 +172,14 @@ _KINDS = {  # action -> (Subject, first line for people, why per recipient)
         "Your message was relayed; the next server does not offer delivery notifications.",
         "relayed to a server that sends no further notifications",
     ),
+    "delayed": (
+        "Delayed Mail (still being retried)",
+        "Your message could not be delivered yet to one or more recipients. It will be "
+        "tried again; you do not need to resend it.",
+        "not delivered yet",
+    ),
 }
+_TAGS = {"failed": "B", "relayed": "S", "delayed": "D"}
 
 
 def build_dsn(
@@ -173,11 +191,15 @@ def build_dsn(
     dsn_message_id: str,
     now: datetime,
     action: str = "failed",
+    retry_until: datetime | None = None,
 ) -> bytes:
-    """The DSN's RFC 5322 bytes (CRLF line ends); ``action``: ``failed`` or ``relayed``."""
+    """The DSN's RFC 5322 bytes (CRLF line ends); ``action``: failed, relayed or delayed.
+
+    ``retry_until`` (delayed): when the recipients expire (``Will-Retry-Until``).
+    """
     subject = _KINDS[action][0]
     boundary = f"=_postline_{uuid.uuid4().hex}"
-    returned, full, note = _returned(original, body)
+    returned, full, note = _returned(original, body, action)
     addresses = "".join(i.recipient + (_orcpt(original, i.recipient) or "") for i in items)
     international = not returned.isascii() or not addresses.isascii()
     status_type = "message/global-delivery-status" if international else "message/delivery-status"
@@ -201,12 +223,12 @@ def build_dsn(
         "Content-Type: text/plain; charset=utf-8",
         "Content-Transfer-Encoding: 8bit",
         "",
-        *_human_text(original, items, reporting_mta, action, note),
+        *_human_text(original, items, reporting_mta, action, note, retry_until),
         "",
         f"--{boundary}",
         f"Content-Type: {status_type}",
         "",
-        *_status_fields(original, items, reporting_mta, action, now),
+        *_status_fields(original, items, reporting_mta, action, now, retry_until),
         "",
         f"--{boundary}",
         f"Content-Type: {returned_type}",
@@ -217,9 +239,9 @@ def build_dsn(
     return text + _crlf(returned) + tail
 
 
-def _returned(original: Envelope, body: bytes) -> tuple[bytes, bool, str]:
+def _returned(original: Envelope, body: bytes, action: str) -> tuple[bytes, bool, str]:
     """What goes back of the message (per ``RET``), whether it is all of it, a note."""
-    if original.ret == "FULL":
+    if original.ret == "FULL" and action != "delayed":
         if len(body) <= FULL_RETURN_LIMIT:
             return body.rstrip(b"\r\n"), True, ""
         note = f"The message is larger than {FULL_RETURN_LIMIT} bytes: only its headers follow."
@@ -238,9 +260,12 @@ def _human_text(
     reporting_mta: str,
     action: str,
     note: str,
+    retry_until: datetime | None,
 ) -> list[str]:
     _, intro, why = _KINDS[action]
     lines = [f"This is the mail system at host {reporting_mta}.", "", intro]
+    if retry_until is not None:
+        lines.append(f"It will be tried until {format_datetime(retry_until)}.")
     lines += [f"Queue id: {original.message_id}", ""]
     for item in items:
         what = "gave up: delivery time expired" if item.expired else why
@@ -255,6 +280,7 @@ def _status_fields(
     reporting_mta: str,
     action: str,
     now: datetime,
+    retry_until: datetime | None,
 ) -> list[str]:
     lines = [f"Reporting-MTA: dns; {reporting_mta}"]
     if original.envid:
@@ -268,18 +294,23 @@ def _status_fields(
             kind, _, address = orcpt.partition(";")
             lines.append(f"Original-Recipient: {kind}; {_one_line(address)}")
         kind = "rfc822" if item.recipient.isascii() else "utf-8"
-        status = status_of(item.reply) if action == "failed" else _success_status(item.reply)
         lines += [f"Final-Recipient: {kind}; {item.recipient}", f"Action: {action}"]
-        lines.append(f"Status: {status}")
+        lines.append(f"Status: {_status(action, item.reply)}")
         if item.mx:
             lines.append(f"Remote-MTA: dns; {item.mx.name}")
         lines.append(f"Diagnostic-Code: smtp; {_one_line(str(item.reply))[:900]}")
         lines.append(f"Last-Attempt-Date: {format_datetime(now)}")
+        if action == "delayed" and retry_until is not None:
+            lines.append(f"Will-Retry-Until: {format_datetime(retry_until)}")
     return lines
 
 
-def _success_status(reply: SmtpReply) -> str:
-    return reply.enhanced if reply.enhanced and reply.enhanced[0] == "2" else "2.0.0"
+def _status(action: str, reply: SmtpReply) -> str:
+    """Failed: ``status_of``; relayed: ``2.x.x``; delayed: ``4.x.x`` (RFC 3464 2.3.4)."""
+    if action == "failed":
+        return status_of(reply)
+    wanted = "2" if action == "relayed" else "4"
+    return reply.enhanced if reply.enhanced and reply.enhanced[0] == wanted else f"{wanted}.0.0"
 
 
 def _one_line(text: str) -> str:
@@ -300,23 +331,30 @@ def bounce(
     attempt: int,
     now: datetime,
     action: str = "failed",
+    tag: str | None = None,
+    retry_until: datetime | None = None,
 ) -> tuple[bytes, Envelope, Event]:
     """The DSN for ``failed`` (those whose ``NOTIFY`` allows one), its envelope and its event.
 
-    ``action="relayed"``: the success notice for recipients given in ``failed``.
-    ``ValueError`` when no recipient is left to report (check ``failure_notices``).
+    ``action="relayed"``/``"delayed"``: the success notice or delay warning for the
+    recipients given in ``failed`` (the caller chose them by their ``NOTIFY``).
+    ``tag`` (a letter) replaces the action's in the DSN's message id and is added to
+    its event id: for a DSN that is not the outcome of attempt ``attempt`` (an
+    operator's bounce, a held message expiring). ``ValueError`` when no recipient is
+    left to report (check ``failure_notices``).
     """
     notices = failure_notices(original, failed) if action == "failed" else list(failed)
     if not notices:
         raise ValueError("no recipient asked for this notice")
-    kind = "B" if action == "failed" else "S"
-    envelope = dsn_envelope(original, now, attempt, kind)
+    envelope = dsn_envelope(original, now, attempt, tag or _TAGS[action])
     data = build_dsn(
         original, body, notices, reporting_mta=reporting_mta,
-        dsn_message_id=envelope.message_id, now=now, action=action,
+        dsn_message_id=envelope.message_id, now=now, action=action, retry_until=retry_until,
     )  # fmt: skip
-    parts = () if action == "failed" else (action,)
-    what = "delivery status notification" if action == "failed" else "success notification"
+    parts = (() if action == "failed" else (action,)) + ((tag,) if tag else ())
+    what = {"failed": "delivery status notification", "relayed": "success notification"}.get(
+        action, "delay warning"
+    )
     event = Event(
         event_id=stable_event_id(original.message_id, attempt, EventKind.DSN_SENT, *parts),
         kind=EventKind.DSN_SENT,

@@ -11,11 +11,23 @@ Names (``<ns>`` is ``[broker] namespace``):
   fixed ``x-message-ttl`` and dead-letters back to ``<ns>.work`` under the
   message's original routing key, so one set of tiers serves every stage.
 * ``<ns>.parked`` (fanout) -> quorum queue ``<ns>.parked``: poison messages,
-  kept for operators, never dropped.
+  kept for operators, never dropped; and -> quorum queue ``<ns>.parked.log``,
+  a copy of every parked message, from which audit makes ``parked`` events
+  (messages parked by ``x-delivery-limit`` included). Moving a message back
+  into ``<ns>.parked`` goes through the default exchange, so the log gets no
+  second copy.
+* ``<ns>.held`` (quorum queue, reached through the default exchange): mail an
+  operator held (``postline queue hold``). It has no consumer; each message's
+  ``expiration`` is its remaining lifetime, after which it dead-letters to
+  ``<ns>.work`` under ``deliver`` (where delivery expires it).
+* ``<ns>.control`` (a stream, reached through the default exchange): operator
+  actions and done markers (``postline.control``), read from the start by every
+  delivery replica; records older than ``control_max_age`` are dropped.
 
-Every queue is created with ``x-quorum-initial-group-size`` (``[broker]
-quorum_size``), an argument that matters only at creation: ``declare`` adopts
-an existing queue's value of it instead of failing (older queues have none).
+Every quorum queue is created with ``x-quorum-initial-group-size`` and the
+stream with ``x-initial-cluster-size`` (``[broker] quorum_size``), arguments
+that matter only at creation: ``declare`` adopts an existing queue's value
+instead of failing (older queues have none).
 
 ``build_topology`` is pure; ``declare`` applies it idempotently, returns the
 arguments in force, and turns any other argument mismatch with an existing
@@ -40,7 +52,11 @@ log = logging.getLogger("postline.topology")
 
 TIER_HEADER = "postline-tier"
 INITIAL_GROUP_SIZE = "x-quorum-initial-group-size"
-CREATION_ONLY = frozenset({INITIAL_GROUP_SIZE})
+INITIAL_CLUSTER_SIZE = "x-initial-cluster-size"
+"""The stream's counterpart of ``INITIAL_GROUP_SIZE``."""
+CONTROL_MAX_AGE = "14D"
+"""Default retention of the control stream (RabbitMQ ``x-max-age`` syntax)."""
+CREATION_ONLY = frozenset({INITIAL_GROUP_SIZE, INITIAL_CLUSTER_SIZE})
 """Queue arguments that matter only when RabbitMQ creates the queue. RabbitMQ still
 compares them on a redeclare, so an existing queue's value is adopted, not fought."""
 _INEQUIVALENT = re.compile(
@@ -103,6 +119,21 @@ class Topology:
     def parked_queue(self) -> str:
         return f"{self.namespace}.parked"
 
+    @property
+    def parked_log_queue(self) -> str:
+        """A copy of every parked message, for audit's ``parked`` events."""
+        return f"{self.namespace}.parked.log"
+
+    @property
+    def held_queue(self) -> str:
+        """Held mail; dead-letters to ``<ns>.work``/``deliver`` when a message expires."""
+        return f"{self.namespace}.held"
+
+    @property
+    def control_stream(self) -> str:
+        """The stream of operator actions and done markers (``postline.control``)."""
+        return f"{self.namespace}.control"
+
     def queue_name(self, stage: Stage) -> str:
         return f"{self.namespace}.{stage.value}"
 
@@ -122,11 +153,13 @@ def build_topology(
     delivery_limit: int,
     max_queue_length: int,
     quorum_size: int = 3,
+    control_max_age: str = CONTROL_MAX_AGE,
 ) -> Topology:
     """The topology for ``namespace`` with one tier per distinct delay.
 
     Every queue is a quorum queue of ``quorum_size`` initial members (RabbitMQ
-    caps that at the cluster's size).
+    caps that at the cluster's size), except the control stream (as many
+    members, records kept ``control_max_age``).
     """
     delays = sorted(set(retry_delays))
     tiers = tuple(tier_name(delay) for delay in delays)
@@ -169,6 +202,12 @@ def build_topology(
         bindings.append(BindingSpec(queue, delay_x, "", {"x-match": "all", TIER_HEADER: tier}))
     queues.append(QueueSpec(parked, dict(quorum)))
     bindings.append(BindingSpec(parked, parked))
+    queues.append(QueueSpec(names.parked_log_queue, dict(quorum)))
+    bindings.append(BindingSpec(names.parked_log_queue, parked))
+    held = {"x-dead-letter-exchange": work, "x-dead-letter-routing-key": Stage.DELIVER.value}
+    queues.append(QueueSpec(names.held_queue, {**quorum, **safe_dead_letter, **held}))
+    stream = {"x-queue-type": "stream", INITIAL_CLUSTER_SIZE: quorum_size}
+    queues.append(QueueSpec(names.control_stream, {**stream, "x-max-age": control_max_age}))
     return Topology(namespace, tiers, exchanges, tuple(queues), tuple(bindings))
 
 

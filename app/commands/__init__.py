@@ -7,4 +7,4 @@ a command needs beyond argparse (a service, a database driver) it imports when
 it runs.
 """
 
-COMMANDS = ("services", "topology", "config", "user", "trace", "dkim", "doctor")
+COMMANDS = ("services", "topology", "config", "user", "trace", "dkim", "queue", "doctor")

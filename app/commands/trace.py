@@ -26,25 +26,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from postline.app.commands.api_client import (
+    ApiClient,
+    ApiError,
+    add_api_arguments,
+    client_of,
+    first_token,
+)
 from postline.app.commands.common import UsageError
 from postline.app.commands.trace_text import render
 
-TIMEOUT = 30.0
+__all__ = ["ApiError", "build_query", "first_token", "is_address", "render_all", "since"]
 NOTHING = 1
-WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-class ApiError(Exception):
-    """The API could not be asked, or answered with an error: exit 2 with this line."""
 
 
 def register(commands: Any) -> None:
@@ -56,18 +53,17 @@ def register(commands: Any) -> None:
     parser.add_argument("--since", metavar="DURATION", help="only messages of the last 2h, 3d...")
     parser.add_argument("--limit", type=int, metavar="N", help="at most N messages (1-500)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON document")
-    parser.add_argument("--api", metavar="URL", help="the audit API (default: [audit] api_listen)")
-    parser.add_argument("--token", help="API token (default: $POSTLINE_API_TOKEN, tokens file)")
+    add_api_arguments(parser)
     parser.set_defaults(func=_trace)
 
 
 def _trace(args: argparse.Namespace) -> int:
     query = build_query(args)
-    base, token = _endpoint(args)
+    api = client_of(args, "trace")
     try:
-        document = fetch(base, query, token)
+        document = fetch(api, query)
         if not document.get("messages") and "rcpt" in query and "sender" not in query:
-            document = fetch(base, {**_without(query, "rcpt"), "message_id": args.target}, token)
+            document = fetch(api, {**_without(query, "rcpt"), "message_id": args.target})
     except ApiError as error:
         print(f"postline: trace: {error}", file=sys.stderr)
         return 2
@@ -125,76 +121,9 @@ def since(duration: str, now: datetime | None = None) -> str:
     return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fetch(base: str, query: dict[str, str], token: str | None) -> dict[str, Any]:
-    """``GET {base}/v1/messages?{query}`` as JSON; ``ApiError`` when that fails."""
-    url = f"{base.rstrip('/')}/v1/messages?{urllib.parse.urlencode(query)}"
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        raise ApiError(_http_error(base, error)) from None
-    except (urllib.error.URLError, OSError) as error:
-        why = getattr(error, "reason", error)
-        raise ApiError(f"cannot reach the audit API at {base}: {why}") from None
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise ApiError(f"the audit API at {base} did not answer JSON") from None
-    if not isinstance(document, dict):
-        raise ApiError(f"the audit API at {base} answered an unexpected document")
-    return document
-
-
-def _http_error(base: str, error: urllib.error.HTTPError) -> str:
-    if error.code == 401:
-        return f"the audit API at {base} needs a valid token (--token or POSTLINE_API_TOKEN)"
-    try:
-        said = json.loads(error.read()).get("error")
-    except (ValueError, AttributeError, OSError):
-        said = None
-    return f"the audit API at {base} answered {error.code}" + (f": {said}" if said else "")
-
-
-def _endpoint(args: argparse.Namespace) -> tuple[str, str | None]:
-    """The API's base URL and the token, from the arguments, the environment and the config."""
-    token = args.token or os.environ.get("POSTLINE_API_TOKEN") or None
-    if args.api and token:
-        return args.api, token
-    from postline.app.settings import load_settings
-
-    audit = load_settings(args.config).audit
-    base = args.api
-    if base is None:
-        if audit.api_listen is None:
-            raise UsageError("trace: [audit] api_listen is not set; give --api URL")
-        host = WILDCARDS.get(audit.api_listen.host, audit.api_listen.host)
-        netloc = f"[{host}]" if ":" in host else host
-        base = f"http://{netloc}:{audit.api_listen.port}"
-    if token is None and audit.api_tokens_file is not None:
-        token = first_token(Path(audit.api_tokens_file))
-    return base, token
-
-
-def first_token(path: Path) -> str | None:
-    """The first token the API accepts in a tokens file (``name:token`` or ``token`` lines;
-    blank lines, ``#`` comments and tokens too short for the API are skipped)."""
-    from postline.audit.auth import MIN_TOKEN_LENGTH
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise UsageError(f"trace: cannot read [audit] api_tokens_file: {error}") from None
-    for line in (raw.strip() for raw in lines):
-        if not line or line.startswith("#"):
-            continue
-        name, colon, token = line.partition(":")
-        token = (token if colon else name).strip()
-        if len(token) >= MIN_TOKEN_LENGTH:
-            return token
-    return None
+def fetch(api: ApiClient, query: dict[str, str]) -> dict[str, Any]:
+    """``GET /v1/messages?{query}`` as JSON; ``ApiError`` when that fails."""
+    return api.get("/v1/messages", query)
 
 
 def _without(query: dict[str, str], key: str) -> dict[str, str]:

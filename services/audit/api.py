@@ -1,12 +1,15 @@
 """The audit listener: the query API (``/v1/...``) and the message console (``/``).
 
-``ApiServer(section, index)`` serves on ``[audit] api_listen`` (nothing when
-it is None):
+``ApiServer(section, index, queue)`` serves on ``[audit] api_listen`` (nothing
+when it is None):
 
-* ``GET /v1/messages?rcpt=&sender=&message_id=&state=&since=&until=&limit=&cursor=``
-  -> ``{"messages": [...], "next_cursor": ...}`` (``params`` checks the query;
-  a bad one is a ``400``), newest first;
+* ``GET /v1/messages?rcpt=&sender=&message_id=&state=&since=&until=&domain=``
+  ``&older_than=&reply=&limit=&cursor=`` -> ``{"messages": [...], "next_cursor":
+  ...}`` (``params`` checks the query; a bad one is a ``400``), newest first;
 * ``GET /v1/messages/{id}`` -> ``{"messages": [one]}``, or ``404``;
+* ``POST /v1/queue/{action}`` and ``GET /v1/queue/requests/{id}``: operator
+  actions on waiting mail (``queueapi``; ``queue`` is the ``QueueActions``,
+  None where the API runs without a broker: those routes answer ``503``);
 * ``GET /v1/openapi.json``: the OpenAPI 3.1 document of every route (``openapi``);
 * the console's pages (``console``).
 
@@ -35,6 +38,7 @@ from postline.audit.console import SESSION_COOKIE, Console
 from postline.audit.index import Index
 from postline.audit.openapi import document
 from postline.audit.params import BadParameter, parse_query, search
+from postline.audit.queueapi import Actions, QueueRoutes
 from postline.audit.settings import AuditSettings
 from postline.audit.views import to_json
 from postline.models import utcnow
@@ -83,9 +87,10 @@ def json_error(status: int, message: str) -> web.Response:
 class ApiServer:
     """The query API and the console on ``[audit] api_listen`` (module docstring)."""
 
-    def __init__(self, section: AuditSettings, index: Index) -> None:
+    def __init__(self, section: AuditSettings, index: Index, queue: Actions | None = None) -> None:
         self._section = section
         self._index = index
+        self.queue = QueueRoutes(queue, ACTOR)
         self.tokens = TokenStore(section.api_tokens_file)
         self.sessions = Sessions()
         self.console = Console(index, self.tokens, self.sessions)
@@ -96,6 +101,7 @@ class ApiServer:
         app.router.add_get("/v1/messages", self._search, allow_head=False)
         app.router.add_get("/v1/messages/{id}", self._message, allow_head=False)
         app.router.add_get("/v1/openapi.json", self._openapi, allow_head=False)
+        self.queue.add_routes(app)
         self.console.add_routes(app)
         return app
 

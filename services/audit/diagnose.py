@@ -75,6 +75,9 @@ def _recipient(record: MessageRecord, recipient: RecipientRecord) -> str:
     event = _outcome(record.events, recipient.address, state)
     reply = (event.reply if event is not None else None) or recipient.reply
     domain = recipient.address.rpartition("@")[2]
+    operator = _operator(record.events, recipient.address)
+    if operator is not None and operator.action == _OPERATOR_ACTIONS.get(state):
+        return _dsn(record, recipient, _by_operator(operator, state))
     if state == "delivered":
         return _delivered(recipient, event, reply)
     if state == "bounced":
@@ -226,6 +229,36 @@ def _outcome(events: Iterable[Event], address: str, state: str) -> Event | None:
     wanted = [e for e in mine if e.kind in _KINDS.get(state, frozenset())]
     chosen = wanted or mine
     return max(chosen, key=lambda e: e.at) if chosen else None
+
+
+_OPERATOR_WORDS = {
+    "bounced": "bounced by operator {actor}{reason}: it will not be delivered",
+    "deleted": "deleted by operator {actor}{reason}: it will not be delivered",
+    "held": "held by operator {actor}{reason}: it is not tried until it is released",
+}
+_OPERATOR_ACTIONS = {"bounced": "bounce", "deleted": "delete", "held": "hold"}
+
+
+def _operator(events: Iterable[Event], address: str) -> Event | None:
+    """The latest ``operator`` event that applies to ``address`` (by recipient or rcpt_to)."""
+    mine = [
+        e
+        for e in events
+        if e.kind is EventKind.OPERATOR
+        and (e.rcpt_to is None or any(_same(r, address) for r in e.rcpt_to))
+    ]
+    return max(mine, key=lambda e: e.at) if mine else None
+
+
+def _by_operator(event: Event, state: str) -> str:
+    if event.action != _OPERATOR_ACTIONS[state]:
+        return (
+            _OPERATOR_WORDS[state]
+            .format(actor="", reason="")
+            .replace("operator ", "an operator", 1)
+        )
+    reason = f" ({event.reason})" if event.reason else ""
+    return _OPERATOR_WORDS[state].format(actor=event.actor or "unknown", reason=reason)
 
 
 def _same(recipient: str | None, address: str) -> bool:

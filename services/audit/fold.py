@@ -14,11 +14,14 @@ What each kind means (``STATE_OF_KIND``): ``received``/``filtered`` queued;
 ``bounced``, ``expired``, ``rejected`` and ``discarded`` (a filter dropped it:
 rejected), ``refused``, ``parked`` themselves. An ``operator`` event with
 action ``hold`` holds the mail until one with ``release`` or ``retry``;
-``delete`` deletes it (terminal).
+``delete`` deletes it and ``bounce`` bounces it (both terminal: no attempt
+follows).
 
-``recipient_state(events)``: terminal states (``TERMINAL``) win over
-``parked``, which wins over ``held``, then ``deferred``, then ``queued``;
-among terminal ones the latest by ``at``. Events are always taken in
+``recipient_state(events)``: terminal states (``TERMINAL``) win, the latest
+by ``at``. Otherwise the latest of ``parked``, a hold and a release decides:
+``parked`` or ``held``, while a release (``release``/``retry``: the message
+was put back to work) lets the mail be ``deferred`` (if it ever was) or
+``queued`` again. Events are always taken in
 ``time_order``: by ``at``; at the same time in the order of a message's life
 (received, filtered, the conversation, the outcome, the DSN), then by
 ``event_id``; so a tie is decided the same way whatever the arrival order.
@@ -50,7 +53,7 @@ STATE_OF_KIND: dict[EventKind, str] = {
     EventKind.REFUSED: "refused",
     EventKind.PARKED: "parked",
 }
-OPERATOR_STATES = {"hold": "held", "delete": "deleted"}
+OPERATOR_STATES = {"hold": "held", "delete": "deleted", "bounce": "bounced"}
 RELEASES = frozenset({"release", "retry"})
 TERMINAL = frozenset({"delivered", "bounced", "expired", "rejected", "refused", "deleted"})
 WORST = ("deleted", "refused", "rejected", "bounced", "expired", "delivered")
@@ -70,11 +73,10 @@ def recipient_state(events: Iterable[Event]) -> str:
     terminal = [event for event in ordered if event_state(event) in TERMINAL]
     if terminal:
         return event_state(terminal[-1]) or "queued"
+    waiting = _waiting(ordered)
+    if waiting is not None:
+        return waiting
     states = {event_state(event) for event in ordered}
-    if "parked" in states:
-        return "parked"
-    if _held(ordered):
-        return "held"
     return "deferred" if "deferred" in states else "queued"
 
 
@@ -158,14 +160,16 @@ def _keys(event: Event, everyone: Iterable[str]) -> Iterable[str]:
     return everyone
 
 
-def _held(ordered: Sequence[Event]) -> bool:
-    """Whether the latest hold or release among ``ordered`` is a hold."""
+def _waiting(ordered: Sequence[Event]) -> str | None:
+    """``parked`` or ``held`` when the latest parked/hold/release event says so, else None."""
     for event in reversed(ordered):
+        if event.kind is EventKind.PARKED:
+            return "parked"
         if event.kind is EventKind.OPERATOR and event.action == "hold":
-            return True
+            return "held"
         if _is_release(event):
-            return False
-    return False
+            return None
+    return None
 
 
 def _is_release(event: Event) -> bool:

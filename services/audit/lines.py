@@ -8,6 +8,13 @@ Routing by ``kind`` (the four file names are the operators' contract):
   delayed, operator
 * ``SMTPOutboundConversation.log``   conversation
 
+``format_lines(event)`` gives every line an event writes: its own line
+(``format_line``) and, for an ``operator`` event that ends the mail
+(``delete``, ``bounce``), one failure-trail line per recipient it names, whose
+``reason`` is ``deleted by operator: <reason>`` or ``bounced by operator:
+<reason>`` (``OPERATOR_FAILURES``). Operator lines in ``SmtpQueue.log`` carry
+``action`` and ``actor``; parked ones ``stage`` and ``count``.
+
 Each line is one JSON object with a fixed key list per trail (``KEYS``), in
 that order; a value the event does not carry is ``null``, so every line of a
 file has the same keys. ``at``, ``kind``, ``message_id`` and ``event_id`` are
@@ -103,6 +110,10 @@ KEYS: dict[Trail, tuple[str, ...]] = {
         "auth_user",
         "session_id",
         "tls",
+        "action",
+        "actor",
+        "stage",
+        "count",
     ),
     Trail.CONVERSATION: (
         *COMMON,
@@ -129,13 +140,33 @@ _RENDERED: dict[str, Callable[[Event], Any]] = {
 """Line key -> its value, where the line does not show an ``Event`` field as it is."""
 
 
+OPERATOR_FAILURES = {"delete": "deleted by operator", "bounce": "bounced by operator"}
+"""Operator actions that end the mail -> the failure-trail reason (``: <reason>`` follows)."""
+
+
 def trail_for(kind: EventKind) -> Trail:
     return ROUTES[kind]
 
 
+def format_lines(event: Event) -> list[tuple[Trail, bytes]]:
+    """Every trail line ``event`` writes, with its trail (module docstring)."""
+    lines = [(trail_for(event.kind), format_line(event))]
+    ended = OPERATOR_FAILURES.get(event.action or "") if event.kind is EventKind.OPERATOR else None
+    if ended is not None:
+        reason = f"{ended}: {event.reason}" if event.reason else ended
+        recipients: tuple[str | None, ...] = event.rcpt_to or (event.recipient,)
+        for address in recipients:
+            failed = event.model_copy(update={"recipient": address, "reason": reason})
+            lines.append((Trail.FAILURE, _line(failed, Trail.FAILURE)))
+    return lines
+
+
 def format_line(event: Event) -> bytes:
     """The trail line for ``event``, ending with ``\\n`` (module docstring)."""
-    trail = trail_for(event.kind)
+    return _line(event, trail_for(event.kind))
+
+
+def _line(event: Event, trail: Trail) -> bytes:
     record = {key: _value(_field(event, key)) for key in KEYS[trail]}
     text = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text.encode("ascii") + b"\n"

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the audit listener: exactly the routes ``ApiServer`` serves.
 
 ``document()`` describes the query API (``/v1/messages``, ``/v1/messages/{id}``,
-``/v1/openapi.json``) and the console's pages (``/``, ``/messages/{id}``,
+``/v1/openapi.json``), the queue actions (``/v1/queue/{action}``,
+``/v1/queue/requests/{request_id}``) and the console's pages (``/``, ``/messages/{id}``,
 ``/login``, ``/logout``), every one of them and nothing else (a test compares
 it with the application's router both ways). The event schema is generated
 from ``postline.models.Event``, so it cannot drift from what the events are.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from postline.audit.params import DEFAULT_LIMIT, MAX_LIMIT
+from postline.audit.queuedoc import queue_paths, queue_schemas
 from postline.audit.views import STATES
 from postline.models import Event
 
@@ -76,6 +78,7 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        **queue_paths(),
         **_console_paths(),
     }
 
@@ -157,6 +160,9 @@ def _search_parameters() -> list[dict[str, Any]]:
         query("state", "Message state", type="string", enum=list(STATES)),
         query("since", f"Received at or after: {when}"),
         query("until", f"Received at or before: {when}"),
+        query("domain", "A recipient domain"),
+        query("older_than", "Received at least this long ago: a duration (2h) or seconds"),
+        query("reply", "Text found in a last reply (case-insensitive)"),
         query(
             "limit",
             "Messages per page",
@@ -183,6 +189,7 @@ def _schemas() -> dict[str, Any]:
     event = Event.model_json_schema(ref_template=_REF)
     schemas: dict[str, Any] = event.pop("$defs", {})
     schemas["Event"] = event
+    schemas.update(queue_schemas())
     schemas.update(
         Error=_object({"error": {"type": "string"}}),
         MessagePage=_object(

@@ -6,8 +6,11 @@ the index ``Query`` or raises ``BadParameter`` with one message fit for a
 what was sent). Known parameters: ``rcpt``, ``sender`` (an address; angle
 brackets optional), ``message_id`` (a Postline id or a ``Message-ID`` value),
 ``state`` (one of ``STATES``), ``since``, ``until`` (ISO 8601, a naive time is
-UTC; or a duration such as ``2h`` meaning that long before ``now``), ``limit``
-(1-500, default 50) and ``cursor`` (from a previous page). An empty value is
+UTC; or a duration such as ``2h`` meaning that long before ``now``),
+``domain`` (a recipient domain), ``older_than`` (a duration, ``2h`` or a
+number of seconds: received at least that long ago), ``reply`` (text found in
+a last reply, case-insensitive), ``limit`` (1-500, default 50) and ``cursor``
+(from a previous page). An empty value is
 the same as an absent parameter (a search form sends every field); an unknown
 or repeated parameter is an error, so a typo never silently widens a search.
 """
@@ -23,12 +26,27 @@ from postline.audit.index import Index, Page, Query
 from postline.audit.views import STATES
 from postline.values import parse_duration
 
-PARAMETERS = ("rcpt", "sender", "message_id", "state", "since", "until", "limit", "cursor")
+PARAMETERS = (
+    "rcpt",
+    "sender",
+    "message_id",
+    "state",
+    "since",
+    "until",
+    "domain",
+    "older_than",
+    "reply",
+    "limit",
+    "cursor",
+)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _MAX_ADDRESS = 320
 _MAX_TEXT = 998
 _MAX_CURSOR = 2000
+_MAX_DOMAIN = 253
+MAX_AGE = 10 * 366 * 86400.0
+"""The longest ``older_than`` accepted (ten years)."""
 
 
 class BadParameter(ValueError):
@@ -49,6 +67,9 @@ def parse_query(params: MultiMapping[str], now: datetime) -> Query:
         state=_state(values),
         since=since,
         until=until,
+        domain=domain(values.get("domain")),
+        older_than=older_than(values.get("older_than")),
+        reply=_text(values, "reply", _MAX_TEXT),
         limit=_limit(values),
         cursor=_text(values, "cursor", _MAX_CURSOR),
     )
@@ -75,6 +96,29 @@ def _address(values: Mapping[str, str], name: str) -> str | None:
     if "@" not in bare or len(bare) > _MAX_ADDRESS or not bare.isprintable():
         raise BadParameter(f"{name} must be an email address such as john@example.com")
     return bare
+
+
+def domain(value: str | None, name: str = "domain") -> str | None:
+    """A recipient domain such as ``partner.test`` (a leading ``@`` is dropped), or None."""
+    if value is None:
+        return None
+    bare = value.strip().removeprefix("@").rstrip(".")
+    if not bare or "@" in bare or len(bare) > _MAX_DOMAIN or not bare.isprintable() or " " in bare:
+        raise BadParameter(f"{name} must be a domain such as partner.example")
+    return bare
+
+
+def older_than(value: object, name: str = "older_than") -> float | None:
+    """Seconds from a duration (``2h``) or a number of seconds; None when absent."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        seconds = -1.0
+    if not 0 < seconds <= MAX_AGE:
+        raise BadParameter(f"{name} must be a duration such as 30m, 2h or 7d, or seconds")
+    return seconds
 
 
 def _text(values: Mapping[str, str], name: str, limit: int) -> str | None:

@@ -1,7 +1,8 @@
 """Group-committing writer of the four trails: an event is durable before ``write`` returns.
 
-``TrailWriter.write(event)`` formats the event's line and hands it to the
-sink of its trail. Each sink runs one loop: it takes every line waiting,
+``TrailWriter.write(event)`` formats the event's lines (one, or for an operator
+delete/bounce also the failure-trail ones) and hands each to the sink of its
+trail. Each sink runs one loop: it takes every line waiting,
 writes them with one ``write`` + one ``fsync`` in a worker thread, then
 releases all their writers at once. Lines that arrive while a batch is being
 synced form the next batch, so throughput grows with load instead of paying
@@ -29,7 +30,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from postline.audit import metrics
-from postline.audit.lines import Trail, format_line, trail_for
+from postline.audit.lines import Trail, format_lines
 from postline.audit.trailfile import TrailFile
 from postline.models import Event
 
@@ -159,7 +160,9 @@ class TrailWriter:
                 await asyncio.shield(twin)
             metrics.DUPLICATES.inc()
             return False
-        future = self._sinks[trail_for(event.kind)].submit(format_line(event))
+        lines = format_lines(event)  # operator delete/bounce: a failure line per recipient too
+        futures = [self._sinks[trail].submit(line) for trail, line in lines]
+        future = futures[0] if len(futures) == 1 else asyncio.ensure_future(_every(futures))
         self._inflight[event.event_id] = future
         future.add_done_callback(lambda done: self._settled(event, done))
         await asyncio.shield(future)
@@ -174,3 +177,7 @@ class TrailWriter:
     async def close(self) -> None:
         for sink in self._sinks.values():
             await sink.stop()
+
+
+async def _every(futures: list[asyncio.Future[None]]) -> None:
+    await asyncio.gather(*futures)

@@ -1,5 +1,10 @@
 """What the delivery service does with one message taken from ``deliver``.
 
+0. Ask the control state (``gate``): a copy a done marker says was handled is
+   dropped; a message an operator deleted, bounced or held is settled by
+   ``operator`` without an attempt. Otherwise (no action, ``retry``,
+   ``release``) it is attempted; a copy the flusher moved for that request
+   (``postline-flush``) gets an ``operator`` event first.
 1. Group the envelope's recipients by domain (malformed addresses bounce with
    ``553 5.1.3``) and run one attempt per domain concurrently: one SMTP
    transaction per domain, a reply per recipient (``engine``).
@@ -17,14 +22,17 @@
    relayed`` DSN for delivered recipients that asked ``NOTIFY=SUCCESS`` when
    the next hop did not take the DSN parameters over; the per-recipient,
    transcript and DSN events. Only then does the handler return, so the bus
-   acks.
+   acks. Tier copies carry ``postline-due`` (their next attempt, epoch ms) for
+   the flusher. A delay warning (``delaywarn``) goes with the hand-off when one
+   is due; the retry copies are then marked ``delay_warned``.
+   Every copy put in a tier (or held) gets a new ``postline-copy``.
+4. A copy the flusher moved ends its hand-off with a done marker
+   (``DoneMarker(id, attempt, request, copy)``), confirmed after everything
+   else and before the ack: the original an interrupted flush left behind
+   has the same id, attempt and copy, and is dropped when it comes back.
 
-Once a remote server has accepted, a requeue would deliver the mail again,
-so trouble in the hand-off retries the publish, never the delivery: each
-publish that fails is sent again on its own (``HAND_OFF_ATTEMPTS`` times in
-all, backing off from ``HAND_OFF_BACKOFF`` seconds), while the bus keeps
-waiting for a confirm that is merely late (a stalled broker) instead of
-giving up on it. A republished event keeps its event id, so audit drops a
+Trouble in the hand-off retries the publish, never the delivery
+(``handoff``). A republished event keeps its event id, so audit drops a
 copy that had landed after all. Only when every attempt failed does the
 handler raise: the message is requeued and tried again (at least once;
 duplicates then, or from a crash after a remote 250, nothing is lost).
@@ -34,33 +42,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 
-from postline.bus import Bus, Delivery, PublishError, all_confirmed
-from postline.delivery import metrics, replies
-from postline.delivery.engine import Conversation, Engine
-from postline.delivery.outcome import (
-    SERVICE,
-    Outcome,
-    conversation_events,
-    recipient_events,
-    settle,
+from postline.bus import Bus, Delivery
+from postline.control import (
+    COPY_HEADER,
+    DUE_HEADER,
+    DoneMarker,
+    OperatorAction,
+    copy_of,
+    new_copy_id,
+    publish_control,
 )
-from postline.delivery.retry import RetryPlan, plan_retry
+from postline.delivery import metrics, replies
+from postline.delivery.delaywarn import delay_warning, warning_due
+from postline.delivery.engine import Conversation, Engine
+from postline.delivery.gate import ControlGate
+from postline.delivery.handoff import Publish, hand_over
+from postline.delivery.notices import Notice, attempt_notices
+from postline.delivery.operator import (
+    Operator,
+    Verdict,
+    announces,
+    epoch_ms,
+    flush_request,
+    operator_event,
+    verdict,
+)
+from postline.delivery.outcome import Outcome, conversation_events, recipient_events, settle
+from postline.delivery.retry import RetryPlan, expires_at, plan_retry
 from postline.delivery.route import domain_of
 from postline.delivery.settings import DeliverySettings
 from postline.delivery.transaction import Decision, Transaction
 from postline.delivery.trouble import Phase
-from postline.dsn import FailedRecipient, bounce, failure_notices, wants_success_notice
 from postline.models import Envelope, Event, EventKind, utcnow
 from postline.topology import Stage
 
 log = logging.getLogger("postline.delivery")
-HAND_OFF_ATTEMPTS = 4
-HAND_OFF_BACKOFF = 1.0
-Publish = Callable[[], Awaitable[None]]
 
 
 def split_by_domain(recipients: tuple[str, ...]) -> tuple[dict[str, list[str]], list[str]]:
@@ -80,18 +99,77 @@ class DeliveryHandler:
     """Delivers each message through ``engine`` and hands the rest on through ``bus``."""
 
     def __init__(
-        self, settings: DeliverySettings, engine: Engine, bus: Bus, *, reporting_mta: str
+        self,
+        settings: DeliverySettings,
+        engine: Engine,
+        bus: Bus,
+        gate: ControlGate,
+        *,
+        reporting_mta: str,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.bus = bus
+        self.gate = gate
         self.reporting_mta = reporting_mta
+        self.operator = Operator(bus, settings.max_queue_lifetime, reporting_mta=reporting_mta)
 
     async def __call__(self, delivery: Delivery) -> None:
         envelope = delivery.envelope()
+        flush, copy = flush_request(delivery.headers), copy_of(delivery.headers)
+        found = await self.gate.lookup(envelope, flush, copy)
+        if found.duplicate:
+            log.info("dropping a copy already handled", extra={"message_id": envelope.message_id})
+            metrics.DUPLICATES_DROPPED.inc()
+            metrics.MESSAGES.inc()
+            return
+        done: Publish | None = None
+        if flush is not None:
+            marker = DoneMarker(envelope.message_id, envelope.attempt, flush, copy)
+            done = partial(publish_control, self.bus, marker)
+        now, action = utcnow(), found.action
+        decided = verdict(action, envelope, self.settings.max_queue_lifetime, now)
+        if decided is Verdict.ATTEMPT:
+            lead: list[Event] = []
+            if action is not None and announces(action, flush):
+                lead.append(operator_event(envelope, action, now))
+            await self._deliver(envelope, delivery.body, lead, done)
+            if action is not None and lead:
+                metrics.OPERATOR_ACTIONS.labels(action.action).inc()
+            return
+        assert action is not None  # only an action settles without an attempt
+        await self._settle(decided, action, envelope, delivery.body, done, now)
+
+    async def _settle(
+        self,
+        decided: Verdict,
+        action: OperatorAction,
+        envelope: Envelope,
+        body: bytes,
+        done: Publish | None,
+        now: datetime,
+    ) -> None:
+        """Apply an operator's delete, bounce or hold (or expire a held message)."""
+        settlement = self.operator.settle(decided, action, envelope, body, now)
+        await hand_over(settlement.publishes, envelope.message_id, done)
+        metrics.OPERATOR_ACTIONS.labels(decided.value).inc()
+        metrics.DSN_SENT.inc(settlement.dsns)
+        metrics.MESSAGES.inc()
+        log.info(
+            "%s by operator %s: %s",
+            decided.value,
+            action.actor,
+            action.reason or "no reason given",
+            extra={"message_id": envelope.message_id, "request_id": action.request_id},
+        )
+
+    async def _deliver(
+        self, envelope: Envelope, body: bytes, lead: list[Event], done: Publish | None
+    ) -> None:
+        """One attempt and its hand-off; ``lead`` events go first, ``done`` last."""
         attempt = envelope.attempt + 1
         first_attempt_at = envelope.first_attempt_at or utcnow()
-        decisions, events = await self._attempt(envelope, delivery.body, attempt)
+        decisions, events = await self._attempt(envelope, body, attempt)
         now = utcnow()
         plan = self._plan(attempt, first_attempt_at, now)
         busy = self._plan(1, first_attempt_at, now)  # not counted: the shortest wait
@@ -104,68 +182,61 @@ class DeliveryHandler:
             )
             for recipient in dict.fromkeys(envelope.rcpt_to)
         ]
-        events[:0] = recipient_events(envelope, attempt, outcomes, now)
+        events[:0] = [*lead, *recipient_events(envelope, attempt, outcomes, now)]
+        deferred = [o for o in outcomes if o.kind is EventKind.DEFERRED]
+        warn = bool(deferred) and warning_due(envelope, self.settings.delay_warning_after, now)
         publishes: list[Publish] = []
         for counted, tier_plan in ((True, plan), (False, busy)):
-            deferred = tuple(
-                o.recipient
-                for o in outcomes
-                if o.kind is EventKind.DEFERRED and decisions[o.recipient].counted is counted
+            group = tuple(
+                o.recipient for o in deferred if decisions[o.recipient].counted is counted
             )
-            if deferred:
-                assert tier_plan.tier is not None
+            if group:
+                assert tier_plan.tier is not None and tier_plan.next_attempt_at is not None
                 retry = envelope.model_copy(
                     update={
-                        "rcpt_to": deferred,
+                        "rcpt_to": group,
                         "attempt": attempt if counted else envelope.attempt,
                         "first_attempt_at": first_attempt_at,
+                        "delay_warned": envelope.delay_warned or warn,
                     }
                 )
-                tier = tier_plan.tier
-                publishes.append(
-                    partial(self.bus.publish_delayed, Stage.DELIVER, tier, delivery.body, retry)
-                )
-        notices = self._notices(envelope, delivery.body, outcomes, decisions, attempt, now)
+                due = {DUE_HEADER: epoch_ms(tier_plan.next_attempt_at), COPY_HEADER: new_copy_id()}
+                publish = self.bus.publish_delayed
+                publishes.append(partial(publish, Stage.DELIVER, tier_plan.tier, body, retry, due))
+        notices = attempt_notices(
+            envelope, body, outcomes, decisions, reporting_mta=self.reporting_mta,
+            attempt=attempt, now=now,
+        )  # fmt: skip
+        if warn:
+            notices += self._warning(envelope, body, deferred, attempt, first_attempt_at, now)
         for data, dsn, sent in notices:
             publishes.append(partial(self.bus.publish_stage, Stage.SUBMIT, data, dsn))
-            events.append(sent)
+            events += sent
         publishes.append(partial(self.bus.publish_events, events))
-        await all_confirmed([hand_off(publish, envelope.message_id) for publish in publishes])
-        for _ in notices:
-            metrics.DSN_SENT.inc()
+        await hand_over(publishes, envelope.message_id, done)
+        metrics.DSN_SENT.inc(len(notices))
         metrics.MESSAGES.inc()
         self._account(envelope, outcomes, now)
 
-    def _notices(
+    def _warning(
         self,
         envelope: Envelope,
         body: bytes,
-        outcomes: list[Outcome],
-        decisions: dict[str, Decision],
+        deferred: list[Outcome],
         attempt: int,
+        first_attempt_at: datetime,
         now: datetime,
-    ) -> list[tuple[bytes, Envelope, Event]]:
-        """The failure DSN and the success (relayed) DSN this attempt owes the sender."""
-        if not envelope.mail_from or envelope.is_bounce:
+    ) -> list[Notice]:
+        """The delay warning for ``deferred`` (none if no recipient accepts one)."""
+        until = expires_at(first_attempt_at, self.settings.max_queue_lifetime)
+        warning = delay_warning(
+            envelope, body, deferred, reporting_mta=self.reporting_mta,
+            attempt=attempt, now=now, retry_until=until,
+        )  # fmt: skip
+        if warning is None:
             return []
-        notices = []
-        failed = [
-            FailedRecipient(o.recipient, o.reply, o.mx, o.kind is EventKind.EXPIRED)
-            for o in outcomes
-            if o.kind in (EventKind.BOUNCED, EventKind.EXPIRED)
-        ]
-        if failure_notices(envelope, failed):
-            notices.append(self._dsn(envelope, body, failed, attempt, now, "failed"))
-        relayed = [
-            FailedRecipient(o.recipient, o.reply, o.mx)
-            for o in outcomes
-            if o.kind is EventKind.DELIVERED
-            and not decisions[o.recipient].dsn_passed
-            and wants_success_notice(envelope, o.recipient)
-        ]
-        if relayed:
-            notices.append(self._dsn(envelope, body, relayed, attempt, now, "relayed"))
-        return notices
+        metrics.DELAY_WARNINGS.inc()
+        return [(warning.data, warning.envelope, warning.events)]
 
     async def _attempt(
         self, envelope: Envelope, body: bytes, attempt: int
@@ -207,21 +278,6 @@ class DeliveryHandler:
             now,
         )
 
-    def _dsn(
-        self,
-        envelope: Envelope,
-        body: bytes,
-        items: list[FailedRecipient],
-        attempt: int,
-        now: datetime,
-        action: str,
-    ) -> tuple[bytes, Envelope, Event]:
-        """A DSN for ``items`` (``action``: failed or relayed), its envelope and its event."""
-        return bounce(
-            envelope, body, items, reporting_mta=self.reporting_mta,
-            service=SERVICE, attempt=attempt, now=now, action=action,
-        )  # fmt: skip
-
     def _account(self, envelope: Envelope, outcomes: list[Outcome], now: datetime) -> None:
         queued = (now - envelope.received_at).total_seconds()
         for outcome in outcomes:
@@ -239,23 +295,3 @@ class DeliveryHandler:
                     "session_id": outcome.session_id,
                 },
             )
-
-
-async def hand_off(publish: Publish, message_id: str) -> None:
-    """``publish`` until confirmed: retried with backoff, raising after the last attempt."""
-    delay = HAND_OFF_BACKOFF
-    for attempt in range(1, HAND_OFF_ATTEMPTS + 1):
-        try:
-            await publish()
-            return
-        except PublishError as error:
-            if attempt == HAND_OFF_ATTEMPTS:
-                raise
-            log.warning(
-                "hand-off publish failed (%s); trying it again in %gs, not the delivery",
-                error,
-                delay,
-                extra={"message_id": message_id},
-            )
-        await asyncio.sleep(delay)
-        delay *= 2

@@ -5,20 +5,27 @@ at most ``[delivery] concurrency`` messages in flight, plus the resources its
 handler shares across messages: the DNS resolver and cache, the pool of
 reusable outbound connections, the per-destination session limiter, the
 memory of hosts that are down (``health``), the MTA-STS policy cache, the
-source address pools and the TLS report table (``tls_reports``). ``start``
-prepares them (TLS contexts, nameservers, the broker's addresses for the
-destination guard, the HTTPS client of policy fetches) before consuming;
-``close`` says QUIT to idle connections and closes the HTTPS client.
+source address pools, the TLS report table (``tls_reports``) and the control
+state (``postline.control``: operator actions and done markers, read from the
+``<ns>.control`` stream through the bus's node). ``start`` prepares them (TLS
+contexts, nameservers, the broker's addresses for the destination guard, the
+HTTPS client of policy fetches) and starts following the control stream before
+consuming; no message is decided before the stream was read once, and the
+service is not ready until then. ``close`` says QUIT to idle connections,
+closes the HTTPS client and stops following the stream.
 ``postline delivery`` runs it through the shared lifecycle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from postline.context import ServiceContext
+from postline.control import ControlState
 from postline.delivery.connection import Timeouts
 from postline.delivery.engine import Engine
+from postline.delivery.gate import ControlGate
 from postline.delivery.handler import DeliveryHandler
 from postline.delivery.health import HostHealth
 from postline.delivery.mtasts import MtaSts
@@ -58,6 +65,8 @@ class DeliveryService:
         self.tls_reports = TlsReports()
         self.pool: Pool | None = None
         self.mta_sts: MtaSts | None = None
+        self.control = ControlState(context.topology.control_stream)
+        self._follow: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         section, context = self._section, self._context
@@ -101,13 +110,16 @@ class DeliveryService:
             health=self.health,
             sources=Sources(section.source_addresses, section.pools),
         )
-        handler = DeliveryHandler(section, engine, self.worker.bus, reporting_mta=context.hostname)
+        bus = self.worker.bus
+        gate = ControlGate(self.control)
+        handler = DeliveryHandler(section, engine, bus, gate, reporting_mta=context.hostname)
         self.worker.set_handler(handler)
         await self.worker.start()
+        self._follow = asyncio.create_task(self.control.run(bus))
 
     @property
     def ready(self) -> bool:
-        return self.worker.ready
+        return self.worker.ready and self.control.synced.is_set()
 
     async def drain(self, grace: float) -> None:
         await self.worker.drain(grace)
@@ -118,6 +130,11 @@ class DeliveryService:
         if self.mta_sts is not None:
             await self.mta_sts.close()
         self.health.clear()
+        if self._follow is not None:
+            self._follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow
+        await self.control.close()
         await self.worker.close()
 
 

@@ -88,3 +88,18 @@ CONVERSIONS = Counter(
     "to a server without SMTPUTF8).",
     ["kind"],
 )
+OPERATOR_ACTIONS = Counter(
+    "postline_delivery_operator_actions_total",
+    "Operator actions (postline queue) applied to messages, by action (retry, release: an "
+    "attempt a flush brought forward; delete, bounce, hold; expire: held past its lifetime).",
+    ["action"],
+)
+DUPLICATES_DROPPED = Counter(
+    "postline_delivery_duplicates_dropped_total",
+    "Copies dropped because a done marker says the message was already handled (a copy "
+    "left behind by an interrupted queue flush).",
+)
+DELAY_WARNINGS = Counter(
+    "postline_delivery_delay_warnings_total",
+    "Delay warnings (DSN with Action: delayed) queued to senders (delay_warning_after).",
+)

@@ -36,6 +36,12 @@ class DeliverySettings(BaseModel):
     max_queue_lifetime: Duration = Field(
         default=5 * 86400.0, description="Give up (expire) this long after the first attempt."
     )
+    delay_warning_after: Duration | None = Field(
+        default=None,
+        description="Send the sender one delay warning (a DSN with Action: delayed) when a "
+        "recipient still waits this long after the message was received, e.g. '4h'; "
+        "empty: never.",
+    )
     smarthost: Hop | None = Field(
         default=None, description="Send everything via '[host]:port' instead of MX."
     )
@@ -193,6 +199,11 @@ class DeliverySettings(BaseModel):
     metrics_listen: Listen | None = Field(
         default=HostPort("0.0.0.0", 9103), description="/metrics, /healthz, /readyz address."
     )
+
+    @field_validator("delay_warning_after", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("routes", "tls_domain_policies")
     @classmethod

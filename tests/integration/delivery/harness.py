@@ -4,7 +4,9 @@
 test's namespace, publishes messages to ``deliver`` as the filter would, and
 collects what delivery hands on: every event (from ``events``) and every
 message it submits (DSNs, from ``submit``). Tests wait on those with
-deadlines, never with sleeps.
+deadlines, never with sleeps. ``act`` appends an operator action to the
+control stream as the audit API would, and ``publish_copy`` puts a copy on
+``deliver`` as the flusher would (with ``postline-flush``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,25 @@ from prometheus_client import Counter
 
 from postline.app.settings import Settings, context_for, topology_for
 from postline.bus import Bus, Delivery
+from postline.control import (
+    COPY_HEADER,
+    FLUSH_HEADER,
+    OperatorAction,
+    new_request_id,
+    publish_control,
+)
 from postline.delivery import metrics
 from postline.delivery.main import DeliveryService
 from postline.lifecycle import Supervisor
-from postline.models import Envelope, Event, EventKind, Peer, new_message_id
+from postline.models import (
+    ENVELOPE_HEADER,
+    Envelope,
+    Event,
+    EventKind,
+    Peer,
+    new_message_id,
+    utcnow,
+)
 from postline.topology import Stage
 from tests.support.broker import wait_until
 
@@ -110,6 +127,41 @@ class DeliveryHarness:
         )
         await self.bus.publish_stage(Stage.DELIVER, body, envelope)
         return envelope
+
+    async def act(
+        self, action: str, *envelopes: Envelope, reason: str | None = None, keep: bool = False
+    ) -> OperatorAction:
+        """Append an operator ``action`` on ``envelopes`` to the control stream (confirmed)."""
+        record = OperatorAction(
+            new_request_id(),
+            action,  # type: ignore[arg-type]
+            tuple(e.message_id for e in envelopes),
+            reason,
+            "tester",
+            keep,
+            utcnow(),
+        )
+        await publish_control(self.bus, record)
+        return record
+
+    async def publish_copy(
+        self,
+        envelope: Envelope,
+        flush: str | None = None,
+        body: bytes = BODY,
+        copy: str | None = None,
+    ) -> None:
+        """Put ``envelope`` on ``deliver`` as the flusher does, moved for request ``flush``
+        (keeping the source's ``postline-copy``, ``copy``)."""
+        headers = {ENVELOPE_HEADER: envelope.to_header()}
+        if flush is not None:
+            headers[FLUSH_HEADER] = flush
+        if copy is not None:
+            headers[COPY_HEADER] = copy
+        topology = self.bus.topology
+        await self.bus.publish(
+            topology.work_exchange, "deliver", body, message_id=envelope.message_id, headers=headers
+        )
 
     def of(
         self, kind: EventKind, recipient: str | None = None, message_id: str | None = None

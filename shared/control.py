@@ -31,7 +31,9 @@ again with another connection (after a fail-over); the state read so far is
 kept. ``run(bus)`` does all of that for a service: it reads through a
 connection of the bus's (``Bus.open_connection``), sets ``synced`` once it has
 caught up, and opens another connection when the bus moves to another node.
-Memory is bounded by the stream's retention (``x-max-age``).
+Memory is bounded by the stream's retention (``x-max-age``): every
+``PRUNE_EVERY`` records, actions older than ``retention`` seconds and done
+markers read longer ago than that are forgotten, as the stream forgets them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +66,9 @@ FLUSH_HEADER = "postline-flush"
 COPY_HEADER = "postline-copy"
 """On every message delivery puts in a retry tier or the held queue: a new uuid4 hex each time."""
 PREFETCH = 1000
+RETENTION = 14 * 86400.0
+"""Seconds a record matters: the control stream's default ``x-max-age`` (14D)."""
+PRUNE_EVERY = 1000
 
 ActionName = Literal["retry", "delete", "hold", "release", "bounce"]
 ACTIONS: tuple[ActionName, ...] = ("retry", "delete", "hold", "release", "bounce")
@@ -195,10 +201,11 @@ async def publish_control(bus: Bus, record: ControlRecord) -> None:
 class ControlState:
     """The latest action per message and the done markers, read from the stream."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, retention: float = RETENTION) -> None:
         self.stream = stream
+        self.retention = retention
         self._actions: dict[str, OperatorAction] = {}
-        self._done: set[tuple[str, int, str | None]] = set()
+        self._done: dict[tuple[str, int, str | None], float] = {}  # -> monotonic time read
         self._tokens: dict[str, asyncio.Event] = {}
         self._channel: AbstractChannel | None = None
         self._connection: AbstractConnection | None = None
@@ -275,13 +282,27 @@ class ControlState:
     def apply(self, record: ControlRecord) -> None:
         """Fold one record into the state (idempotent)."""
         self.records += 1
+        if self.records % PRUNE_EVERY == 0:
+            self.prune()
         if isinstance(record, DoneMarker):
-            self._done.add((record.message_id, record.attempt, record.copy))
+            self._done[(record.message_id, record.attempt, record.copy)] = time.monotonic()
             return
         for message_id in record.message_ids:
             current = self._actions.get(message_id)
             if current is None or record.at >= current.at:
                 self._actions[message_id] = record
+
+    def prune(self, now: datetime | None = None) -> None:
+        """Forget actions older than ``retention`` and done markers read longer ago."""
+        wall = (now or datetime.now(UTC)).timestamp() - self.retention
+        self._actions = {m: a for m, a in self._actions.items() if a.at.timestamp() >= wall}
+        read_since = time.monotonic() - self.retention
+        self._done = {key: at for key, at in self._done.items() if at >= read_since}
+
+    @property
+    def size(self) -> int:
+        """Message ids with an action plus done markers held (what ``prune`` bounds)."""
+        return len(self._actions) + len(self._done)
 
     async def close(self) -> None:
         await self._close_channel()

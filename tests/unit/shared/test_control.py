@@ -59,3 +59,33 @@ def test_copy_headers_are_text_or_absent() -> None:
     assert copy_of({"postline-copy": "C1"}) == "C1"
     assert copy_of({"postline-copy": b"C2"}) == "C2"
     assert copy_of({}) is None
+
+
+def test_records_older_than_the_retention_are_forgotten_so_memory_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("postline.control.time.monotonic", lambda: clock[0])
+    state = ControlState("ns.control", retention=3600)
+    state.apply(action("hold", "OLD", at=T0))
+    state.apply(action("hold", "NEW", at=T0 + timedelta(hours=2)))
+    state.apply(DoneMarker("OLD", 1, "R1"))
+    clock[0] += 3000
+    state.apply(DoneMarker("NEW", 1, "R2"))
+    clock[0] += 700
+    state.prune(now=T0 + timedelta(hours=2, minutes=30))
+    assert state.action_for("OLD") is None
+    assert not state.is_done("OLD", 1)
+    assert state.action_for("NEW") is not None
+    assert state.is_done("NEW", 1)
+    assert state.size == 2
+
+
+def test_pruning_runs_by_itself_as_records_come_in() -> None:
+    state = ControlState("ns.control", retention=60)
+    old = datetime.now(UTC) - timedelta(hours=1)
+    for n in range(999):
+        state.apply(action("delete", f"M{n}", at=old, rid=f"R{n}"))
+    assert state.size == 999
+    state.apply(action("delete", "LAST", at=datetime.now(UTC), rid="RL"))
+    assert state.size == 1

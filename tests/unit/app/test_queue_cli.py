@@ -21,6 +21,19 @@ Json = dict[str, Any]
 NOW = datetime.now(UTC)
 
 
+class _Pinned(datetime):
+    """``datetime`` whose ``now`` is ``NOW``: ages and "in 4m" do not move while tests run."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return NOW if tz is not None else NOW.replace(tzinfo=None)
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue_command, "datetime", _Pinned)
+
+
 def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 

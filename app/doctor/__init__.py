@@ -8,7 +8,7 @@
 3. ``policy``: relay networks and AUTH;
 4. ``users``: the users file and its hashes;
 5. ``broker``: every node, the topology, the permissions;
-6. ``dns``: the resolvers answer;
+6. ``dns``: the resolvers answer; ``dkim``: each signing key is published;
 7. ``mx`` and ``smtp`` (only with ``to``): the route, the MX lookup and one
    conversation per host, never DATA;
 8. ``endpoints``: the audit API and each service's ``/readyz``.
@@ -25,6 +25,7 @@ from collections.abc import Awaitable
 
 from postline.app.doctor.broker import broker_checks
 from postline.app.doctor.certificate import certificate_checks
+from postline.app.doctor.dkim import dkim_checks
 from postline.app.doctor.dns import dns_checks
 from postline.app.doctor.endpoints import endpoint_checks
 from postline.app.doctor.files import file_checks
@@ -49,6 +50,7 @@ async def run_checks(
     checks += users_checks(settings.ingress.users_file)
     checks += await _guarded("broker", broker_checks(settings))
     checks += await _guarded("dns", dns_checks(settings.delivery))
+    checks += await _guarded("dkim", dkim_checks(settings))
     if to is not None:
         checks += await _guarded(f"mx {to[1]}", destination_checks(settings, *to))
     checks += await _guarded("endpoints", endpoint_checks(settings))

@@ -95,6 +95,8 @@ class Received:
     data: bytes
     peer: str
     tls: bool = False
+    helo: str | None = None
+    """The name the client gave in HELO/EHLO."""
 
 
 def behaviour(address: str) -> tuple[str, float | None]:
@@ -343,6 +345,7 @@ class SmtpSink:
             data=bytes(envelope.original_content or b""),
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
             tls=session.ssl is not None,
+            helo=session.host_name,
         )
         with self._lock:
             self.messages.append(received)

@@ -67,6 +67,28 @@ async def test_oversized_message_memory_stays_bounded(start_ingress: StartIngres
     await client.close()
 
 
+async def test_a_header_section_past_its_line_or_size_limit_gets_552_and_nothing_is_queued(
+    start_ingress: StartIngress,
+) -> None:
+    ingress = await start_ingress(max_header_lines=50, max_header_size=4000)
+    client = await session(ingress)
+    folded = b"X-Fold: a\r\n" + b" continued\r\n" * 60  # one field, 61 lines
+    wide = b"".join(b"X-Wide-%d: %s\r\n" % (n, b"w" * 200) for n in range(30))  # 6 KB
+    for header in (folded, wide):
+        await transaction(client)
+        assert (await client.command("DATA")).code == 354
+        await client.send(header + b"\r\nbody\r\n.\r\n")
+        reply = await client.reply()
+        assert reply.code == 552 and reply.text.startswith("552 5.3.4"), reply.text
+        assert (await client.command("RSET")).code == 250, "the session stays in step"
+    await transaction(client)
+    assert (await client.command("DATA")).code == 354
+    await client.send(b"Subject: small\r\n\r\nbody\r\n.\r\n")
+    assert (await client.reply()).code == 250
+    await client.close()
+    assert len(await ingress.submitted()) == 1
+
+
 async def test_recipients_past_the_limit_get_452(start_ingress: StartIngress) -> None:
     ingress = await start_ingress(max_recipients=3)
     client = await session(ingress)

@@ -3,13 +3,15 @@
 The helpers here (``journey`` builders and ``serving``) are shared by the
 console tests: each builds the events the services send for one journey, and
 ``serving`` writes them to a fresh index (``open_index``: SQLite in a temporary
-``trail_dir``) and starts an ``ApiServer`` over it on a free loopback port.
+``trail_dir``, or the PostgreSQL database ``database`` gives) and starts an
+``ApiServer`` over it on a free loopback port. The journeys and the pagination
+run on both index backends.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -193,7 +195,13 @@ async def only_message(base: str, rcpt: str) -> dict[str, Any]:
     return message
 
 
-async def test_each_journey_reads_back_with_its_state_and_diagnosis(tmp_path):
+def database(index_section: Callable[..., AuditSettings]) -> dict[str, Any]:
+    """``database_url`` of a fresh PostgreSQL database, or nothing (SQLite), by ``backend``."""
+    url = index_section().database_url
+    return {"database_url": url} if url else {}
+
+
+async def test_each_journey_reads_back_with_its_state_and_diagnosis(tmp_path, index_section):
     ok, unknown, waiting, outside, filtered = (rcpt_address() for _ in range(5))
     nowhere = f"ann-{uuid.uuid4().hex[:6]}@nxdomain.test"
     events = [
@@ -205,7 +213,7 @@ async def test_each_journey_reads_back_with_its_state_and_diagnosis(tmp_path):
         *refused_journey(outside),
         *rejected_journey(filtered),
     ]  # fmt: skip
-    async with serving(tmp_path, events) as served:
+    async with serving(tmp_path, events, **database(index_section)) as served:
         message = await only_message(served.base, ok)
         assert message["state"] == "delivered"
         assert message["diagnosis"] == (
@@ -265,11 +273,14 @@ async def test_a_message_is_found_by_its_message_id_header_with_or_without_brack
         )
 
 
-async def test_pagination_over_the_index_gives_every_message_once_newest_first(tmp_path):
+async def test_pagination_over_the_index_gives_every_message_once_newest_first(
+    tmp_path, index_section
+):
     rcpt = rcpt_address()
     journeys = [delivered_journey(rcpt, T0 + timedelta(minutes=n)) for n in range(7)]
     newest_first = [j[0].message_id for j in reversed(journeys)]
-    async with serving(tmp_path, [e for j in journeys for e in j]) as served:
+    events = [e for j in journeys for e in j]
+    async with serving(tmp_path, events, **database(index_section)) as served:
         seen: list[str] = []
         params = {"rcpt": rcpt, "limit": "3"}
         for _ in range(4):

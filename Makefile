@@ -62,8 +62,11 @@ POSTLINE_CLUSTER_SCALE ?= full
 test-cluster: install  ## kill -9 of broker nodes under load, 0 lost (docs/operations.md)
 	POSTLINE_CLUSTER_SCALE=$(POSTLINE_CLUSTER_SCALE) $(BIN)/pytest -p no:cacheprovider -rs -s tests/cluster
 
-bench: install broker  ## load test (see docs/benchmarks.md)
-	bench/run
+# Postline against a throw-away Postfix, same load, alternating runs (docs/benchmarks.md);
+# e.g. make bench BENCH_ARGS="--messages 2000 --runs 2".
+BENCH_ARGS ?=
+bench: install broker  ## Postline vs Postfix on this machine: table and RESULT line
+	bench/compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV313) build run .pytest_cache .mypy_cache .ruff_cache

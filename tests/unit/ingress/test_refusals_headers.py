@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from postline.ingress.headers import HEAD_LIMIT, LIMIT, header_section, parse_summary, summary
+import email.policy
+import random
+from email.parser import BytesHeaderParser
+
+from postline.ingress.headers import (
+    HEAD_LIMIT,
+    LIMIT,
+    header_section,
+    one_line,
+    parse_summary,
+    summary,
+)
 
 
 def test_an_encoded_word_subject_and_the_message_id_are_decoded() -> None:
@@ -50,3 +61,42 @@ async def test_a_large_header_section_is_summarised_too() -> None:
     fields = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"z" * 60) for n in range(2000))
     head = fields + b"Subject: found\r\nMessage-ID: <big@x>\r\n"
     assert await summary(head) == ("<big@x>", "found")
+
+
+def test_only_the_two_fields_are_read_among_many_folded_and_oddly_cased_ones() -> None:
+    head = (
+        b"Received: from a\r\n by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+        b"SUBJECT: folded\r\n\tsubject\r\n"
+        b"X-Subject: not this one\r\n"
+        b"DKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\n"
+        b"message-id:\r\n <folded@x>\r\n"
+        b"Subject: a second subject is ignored\r\n"
+    )
+    assert parse_summary(head) == ("<folded@x>", "folded subject")
+
+
+def _with_the_email_package(head: bytes) -> tuple[str | None, str | None]:
+    """What ``parse_summary`` returns by contract: the email package on the whole section."""
+    try:
+        fields = BytesHeaderParser(policy=email.policy.default).parsebytes(head)
+        return one_line(fields.get("Message-ID")), one_line(fields.get("Subject"))
+    except Exception:  # parse_summary's contract: nothing when the package cannot read it
+        return None, None
+
+
+def test_plain_fields_read_without_the_email_package_decode_exactly_as_it_does() -> None:
+    chance = random.Random(20261202)
+    plain = ["a", "Z", "0", " ", "  ", "(", ")", '"', "\\", "<", ">", "@", ".", ",", ";", ":"]
+    plain += ["~", "..", "-", "[", "]", "=", "?", "!", "#", "'"]
+    odd = [*plain, "=?", "?=", "é", "\t", "=?utf-8?q?x?="]
+    for number in range(3000):
+        pieces = plain if number % 2 else odd
+        subject = "".join(chance.choice(pieces) for _ in range(chance.randint(0, 8)))
+        atoms = ["a", "Z", "0", "-", "~", "!", "#", "'", "."] if number % 4 == 1 else pieces
+        left = "".join(chance.choice(atoms) for _ in range(chance.randint(0, 4)))
+        right = chance.choice(["x.example", "x", "[1.2.3.4]", "a..b", ""])
+        message_id = chance.choice([f"<{left}@{right}>", f"{left}@{right}", f" <{left}@{right}> "])
+        lines = [f"Message-ID: {message_id}", f"Subject: {subject}", "From: a@b.example"]
+        chance.shuffle(lines)
+        head = "".join(f"{line}\r\n" for line in lines).encode()
+        assert parse_summary(head) == _with_the_email_package(head), head

@@ -68,5 +68,16 @@ BENCH_ARGS ?=
 bench: install broker  ## Postline vs Postfix on this machine: table and RESULT line
 	bench/compare $(BENCH_ARGS)
 
+# Scale and stay flat (docs/benchmarks.md): delivery processes against a slow remote,
+# 50 concurrent 25 MiB messages, a soak at half the measured rate. Same BENCH_ARGS idea,
+# e.g. make bench-soak BENCH_ARGS="--minutes 5".
+.PHONY: bench-scale bench-large bench-soak
+bench-scale: install broker  ## delivery with 1, 2, 4 processes against a 200 ms sink: RESULT line
+	bench/scale $(BENCH_ARGS)
+bench-large: install broker  ## 50 concurrent 25 MiB messages: replies, peak RSS, RESULT line
+	bench/large $(BENCH_ARGS)
+bench-soak: install broker  ## 10 minutes at half the warm-up rate: RSS start/end, RESULT line
+	bench/soak $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(VENV313) build run .pytest_cache .mypy_cache .ruff_cache

@@ -129,3 +129,9 @@ class Sampler:
             one.peak_rss_bytes = max(one.peak_rss_bytes, seen.rss)
             one.processes += 1
         return usage
+
+
+def rss_bytes(pid: int) -> int | None:
+    """The resident set of ``pid`` now; None once it is gone."""
+    row = _read(pid)
+    return row[3] if row is not None else None

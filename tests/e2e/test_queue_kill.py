@@ -25,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from tests.support.trace_cli import Json, api
 pytestmark = pytest.mark.e2e
 COUNT = 500
 CONCURRENCY = 16
+PAGE_POLL = 0.5  # s between questions that cost the API a page of 500 messages
 
 
 @pytest.fixture
@@ -71,15 +71,6 @@ def services(
         running.kill()
         settings = load_settings(running.audit.config_path)
         asyncio.run(delete_topology(topology_for(settings)))
-
-
-def seldom(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """``eventually`` for questions that cost the API a page of 500 messages: twice a second."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def submit_all(ledger: Ledger, port: int, domain: str) -> None:
@@ -179,10 +170,11 @@ def deferred_bulk(services: Services, sink: FixableSink, dns: DnsServer) -> tupl
     ledger = Ledger()
     submit_all(ledger, services.ingress.smtp_port, domain)
     assert len(ledger.accepted) == COUNT, (ledger.refused, ledger.errors)
-    seldom(
+    eventually(
         lambda: len(messages_of(services.audit, state="deferred", domain=domain)) == COUNT,
         120,
         f"{COUNT} messages deferred",
+        interval=PAGE_POLL,
     )
     sink.broken.discard(domain)
     return ledger, domain
@@ -214,7 +206,9 @@ def none_lost_then_finish(
         return not snapshot["unsettled"]
 
     try:
-        seldom(quiet, 90, "every message delivered or deferred, and the index agreeing")
+        eventually(
+            quiet, 90, "every message delivered or deferred, and the index agreeing", PAGE_POLL
+        )
     except AssertionError as error:
         raise AssertionError(f"{error}: {snapshot['unsettled'][:10]}") from None
     delivered, waiting = snapshot["delivered"], snapshot["waiting"]
@@ -234,7 +228,7 @@ def none_lost_then_finish(
         report = ledger.reconcile(list(sink.messages), set())
         return not report.lost
 
-    seldom(all_delivered, 90, "every accepted message delivered")
+    eventually(all_delivered, 90, "every accepted message delivered", PAGE_POLL)
     print(f"bulk retry under kill -9: {report}")
     assert report.unknown == []
     return report

@@ -162,10 +162,14 @@ class RelayProcess:
         self.stop()
 
 
-def eventually(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until truthy; ``AssertionError`` naming ``what`` after ``timeout`` s."""
+def eventually(
+    predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``predicate`` every ``interval`` s until truthy; ``AssertionError`` naming
+    ``what`` after ``timeout`` s (a costly question, such as a page of 500 messages from
+    the API, asks with a longer ``interval``)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)

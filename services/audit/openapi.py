@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from postline.audit.oaschema import REF, json_response, object_schema, ref
 from postline.audit.params import DEFAULT_LIMIT, MAX_LIMIT
 from postline.audit.queuedoc import queue_paths, queue_schemas
 from postline.audit.views import STATES
 from postline.models import Event
 
-_REF = "#/components/schemas/{model}"
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -47,9 +47,9 @@ def _paths() -> dict[str, Any]:
                 "summary": "Messages matching a search, newest first, paginated",
                 "parameters": _search_parameters(),
                 "responses": {
-                    "200": _json("One page of messages", "MessagePage"),
-                    "400": _json("A parameter cannot be used", "Error"),
-                    "401": _json("No valid token", "Error"),
+                    "200": json_response("One page of messages", "MessagePage"),
+                    "400": json_response("A parameter cannot be used", "Error"),
+                    "401": json_response("No valid token", "Error"),
                 },
             }
         },
@@ -59,9 +59,9 @@ def _paths() -> dict[str, Any]:
                 "summary": "One message by its Postline id",
                 "parameters": [_id_parameter()],
                 "responses": {
-                    "200": _json("The message, as a list of one", "MessageList"),
-                    "401": _json("No valid token", "Error"),
-                    "404": _json("No such message", "Error"),
+                    "200": json_response("The message, as a list of one", "MessageList"),
+                    "401": json_response("No valid token", "Error"),
+                    "404": json_response("No such message", "Error"),
                 },
             }
         },
@@ -74,7 +74,7 @@ def _paths() -> dict[str, Any]:
                         "description": "The OpenAPI document",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
-                    "401": _json("No valid token", "Error"),
+                    "401": json_response("No valid token", "Error"),
                 },
             }
         },
@@ -186,18 +186,18 @@ def _id_parameter() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    event = Event.model_json_schema(ref_template=_REF)
+    event = Event.model_json_schema(ref_template=REF)
     schemas: dict[str, Any] = event.pop("$defs", {})
     schemas["Event"] = event
     schemas.update(queue_schemas())
     schemas.update(
-        Error=_object({"error": {"type": "string"}}),
-        MessagePage=_object(
+        Error=object_schema({"error": {"type": "string"}}),
+        MessagePage=object_schema(
             {"messages": _list("Message"), "next_cursor": _NULLABLE_STRING},
             "A page of messages; next_cursor is null on the last page",
         ),
-        MessageList=_object({"messages": _list("Message")}),
-        Submission=_object(
+        MessageList=object_schema({"messages": _list("Message")}),
+        Submission=object_schema(
             {
                 "client_ip": _NULLABLE_STRING,
                 "helo": _NULLABLE_STRING,
@@ -205,24 +205,24 @@ def _schemas() -> dict[str, Any]:
                 "tls": {**_NULLABLE_STRING, "description": "TLS version, null: plaintext"},
             }
         ),
-        Reply=_object(
+        Reply=object_schema(
             {
                 "code": {"type": "integer", "minimum": 200, "maximum": 599},
                 "enhanced": _NULLABLE_STRING,
                 "text": {"type": "string"},
             }
         ),
-        Recipient=_object(
+        Recipient=object_schema(
             {
                 "address": {"type": "string"},
                 "state": {"type": "string", "enum": list(STATES)},
-                "reply": {"anyOf": [_ref("Reply"), {"type": "null"}]},
+                "reply": {"anyOf": [ref("Reply"), {"type": "null"}]},
                 "attempts": {"type": "integer", "minimum": 0},
                 "mx": {**_NULLABLE_STRING, "description": "name[ip]:port of the last attempt"},
                 "next_attempt_at": _TIME,
             }
         ),
-        Message=_object(
+        Message=object_schema(
             {
                 "message_id": {"type": "string"},
                 "state": {"type": "string", "enum": list(STATES)},
@@ -232,7 +232,7 @@ def _schemas() -> dict[str, Any]:
                 "size": {"type": ["integer", "null"]},
                 "subject": _NULLABLE_STRING,
                 "header_message_id": _NULLABLE_STRING,
-                "submission": _ref("Submission"),
+                "submission": ref("Submission"),
                 "recipients": _list("Recipient"),
                 "events": {**_list("Event"), "description": "Every event, in time order"},
                 "diagnosis": {"type": "string", "pattern": "^Diagnosis: "},
@@ -250,27 +250,8 @@ def _security_schemes() -> dict[str, Any]:
     }
 
 
-def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _ref(model: str) -> dict[str, Any]:
-    return {"$ref": _REF.format(model=model)}
-
-
 def _list(model: str) -> dict[str, Any]:
-    return {"type": "array", "items": _ref(model)}
-
-
-def _json(description: str, model: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+    return {"type": "array", "items": ref(model)}
 
 
 def _html(description: str) -> dict[str, Any]:

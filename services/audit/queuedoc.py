@@ -4,30 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from postline.audit.oaschema import json_response, object_schema, ref
 from postline.audit.queueparams import MAX_ACTOR, MAX_IDS, MAX_REASON
 from postline.control import ACTIONS
 
-_REF = "#/components/schemas/{model}"
 _NULLABLE_STRING = {"type": ["string", "null"]}
-
-
-def _ref(model: str) -> dict[str, Any]:
-    return {"$ref": _REF.format(model=model)}
-
-
-def _json(description: str, model: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
-
-
-def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-    }
-    if description:
-        schema["description"] = description
-    return schema
 
 
 def queue_paths() -> dict[str, Any]:
@@ -49,14 +30,14 @@ def queue_paths() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("QueueSelection")}},
+                    "content": {"application/json": {"schema": ref("QueueSelection")}},
                 },
                 "responses": {
-                    "200": _json("What matched, and the request id", "QueueAnswer"),
-                    "400": _json("The action or the body cannot be used", "Error"),
-                    "401": _json("No valid token", "Error"),
-                    "415": _json("The body is not sent as application/json", "Error"),
-                    "503": _json("The broker did not confirm: nothing was done", "Error"),
+                    "200": json_response("What matched, and the request id", "QueueAnswer"),
+                    "400": json_response("The action or the body cannot be used", "Error"),
+                    "401": json_response("No valid token", "Error"),
+                    "415": json_response("The body is not sent as application/json", "Error"),
+                    "503": json_response("The broker did not confirm: nothing was done", "Error"),
                 },
             }
         },
@@ -73,10 +54,10 @@ def queue_paths() -> dict[str, Any]:
                     }
                 ],
                 "responses": {
-                    "200": _json("Applied, gone and pending messages", "QueueStatus"),
-                    "401": _json("No valid token", "Error"),
-                    "404": _json("No such request (remembered for some hours)", "Error"),
-                    "503": _json("Queue actions are not available here", "Error"),
+                    "200": json_response("Applied, gone and pending messages", "QueueStatus"),
+                    "401": json_response("No valid token", "Error"),
+                    "404": json_response("No such request (remembered for some hours)", "Error"),
+                    "503": json_response("Queue actions are not available here", "Error"),
                 },
             }
         },
@@ -85,7 +66,7 @@ def queue_paths() -> dict[str, Any]:
 
 def queue_schemas() -> dict[str, Any]:
     ids = {"type": "array", "items": {"type": "string"}}
-    not_waiting = {"type": "array", "items": _ref("NotWaiting")}
+    not_waiting = {"type": "array", "items": ref("NotWaiting")}
     selection = {
         "ids": {**ids, "minItems": 1, "maxItems": MAX_IDS},
         "all": {"type": "boolean"},
@@ -107,8 +88,8 @@ def queue_schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "description": "Exactly one of ids, all (true) or some filters",
         },
-        "NotWaiting": _object({"id": {"type": "string"}, "state": {"type": "string"}}),
-        "QueueAnswer": _object(
+        "NotWaiting": object_schema({"id": {"type": "string"}, "state": {"type": "string"}}),
+        "QueueAnswer": object_schema(
             {
                 "action": {"type": "string", "enum": list(ACTIONS)},
                 "dry_run": {"type": "boolean"},
@@ -119,7 +100,7 @@ def queue_schemas() -> dict[str, Any]:
             },
             "request_id is null on a dry run and when nothing matched",
         ),
-        "QueueStatus": _object(
+        "QueueStatus": object_schema(
             {
                 "request_id": {"type": "string"},
                 "action": {"type": "string", "enum": list(ACTIONS)},
